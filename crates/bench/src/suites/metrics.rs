@@ -1,0 +1,16 @@
+//! The `metrics` suite (filled in by its issue).
+
+use burn::prelude::*;
+
+/// Arguments of the `metrics` suite.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Timed repetitions.
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+}
+
+/// Runs the suite.
+pub fn run(_args: Args, _device: &Device) -> anyhow::Result<()> {
+    anyhow::bail!("the metrics suite is not built yet")
+}

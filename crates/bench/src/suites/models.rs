@@ -1,16 +1,79 @@
-//! The `models` suite (filled in by its issue).
+//! Extractor inference throughput (images/s) at a fixed batch and input size, random weights.
+//!
+//! Each model prints the usual JSON line (`median_s` per batch); images/s is `batch / median_s`
+//! and is also written to stderr. The PyTorch CPU side of the comparison is OML's
+//! `ResnetExtractor("resnet18")` / `ViTExtractor("vits16")` under `torch.inference_mode()` at the
+//! same batch and size on the same machine (see docs/models.md).
 
+use crate::report::measure;
 use burn::prelude::*;
+use oml::interfaces::Extractor;
+use oml::models::{ResnetArch, ResnetExtractorConfig, ViTExtractorConfig, VitArch};
 
 /// Arguments of the `models` suite.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Models to time: resnet18|34|50|101|152, vits8, vits16, vitb8, vitb16 (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "resnet18,vits16")]
+    pub models: Vec<String>,
+    /// Images per batch.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Input height and width.
+    #[arg(long, default_value_t = 224)]
+    pub size: usize,
+    /// Untimed warm-up batches.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
     /// Timed repetitions.
     #[arg(long, default_value_t = 5)]
     pub repeats: usize,
 }
 
-/// Runs the suite.
-pub fn run(_args: Args, _device: &Device) -> anyhow::Result<()> {
-    anyhow::bail!("the models suite is not built yet")
+fn time_model(name: &str, model: &impl Extractor, args: &Args, device: &Device) {
+    let x = Tensor::<4>::random(
+        [args.batch, 3, args.size, args.size],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        device,
+    );
+    let params = serde_json::json!({
+        "model": name,
+        "batch": args.batch,
+        "size": args.size,
+        "feat_dim": model.feat_dim(),
+        "device": format!("{device:?}"),
+    });
+    let median = measure("models", params, args.warmup, args.repeats, || {
+        let _ = model.extract(x.clone()).into_data();
+    });
+    eprintln!(
+        "models: {name} batch {} at {}²: {:.1} images/s",
+        args.batch,
+        args.size,
+        args.batch as f64 / median
+    );
+}
+
+/// Builds each requested extractor with random weights and times `extract` on one batch.
+pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
+    for name in &args.models {
+        let resnet = ResnetArch::ALL
+            .into_iter()
+            .find(|a| a.name() == name.as_str());
+        let vit = VitArch::ALL.into_iter().find(|a| a.name() == name.as_str());
+        match (resnet, vit) {
+            (Some(arch), _) => {
+                let m = ResnetExtractorConfig::new(arch).init(device)?;
+                time_model(name, &m, &args, device);
+            }
+            (_, Some(arch)) => {
+                let m = ViTExtractorConfig::new(arch).init(device)?;
+                time_model(name, &m, &args, device);
+            }
+            _ => anyhow::bail!(
+                "unknown model `{name}`: expected resnet18|34|50|101|152, resnet50_projector, vits8, vits16, vitb8 or vitb16"
+            ),
+        }
+    }
+    Ok(())
 }

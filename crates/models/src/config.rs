@@ -1,0 +1,737 @@
+//! Models from configs, as OML's `EXTRACTORS_REGISTRY` / `PAIRWISE_MODELS_REGISTRY`
+//! (`{name, args}` with `weights` inside `args`, as OML's YAML; a top-level `weights` is accepted
+//! too).
+//!
+//! ```
+//! use oml_models::config::ExtractorConfig;
+//!
+//! let yaml = r#"
+//! name: extractor_with_mlp
+//! args:
+//!   mlp_features: [16]
+//!   extractor:
+//!     name: resnet
+//!     args: {arch: resnet18, gem_p: 3.0, remove_fc: true, normalise_features: false}
+//! "#;
+//! let config: ExtractorConfig = serde_yaml_ng::from_str(yaml)?;
+//! let device = oml_interfaces::device::select_device(None)?;
+//! let extractor = config.build(&device)?;
+//! assert_eq!(oml_interfaces::Extractor::feat_dim(&extractor), 16);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::path::Path;
+use std::sync::LazyLock;
+
+use burn::prelude::*;
+use oml_interfaces::{
+    Extractor, Freezable, ModelError, PairwiseModel, Pretrained, PretrainedEntry,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{KeyAction, LoadOptions, LoadReport, TorchLayout};
+use crate::projection::ExtractorWithMLP;
+use crate::resnet::{ResnetExtractor, ResnetExtractorConfig};
+use crate::siamese::{ConcatSiamese, LinearTrivialDistanceSiamese, TrivialDistanceSiamese};
+use crate::vit::{ViTExtractor, ViTExtractorConfig};
+
+/// OML extractors this crate implements (`EXTRACTORS_REGISTRY` names).
+pub const EXTRACTOR_NAMES: [&str; 3] = ["resnet", "vit", "extractor_with_mlp"];
+/// OML extractors not implemented here.
+pub const UNSUPPORTED_EXTRACTORS: [&str; 2] = ["vit_clip", "vit_unicom"];
+/// OML pairwise models (`PAIRWISE_MODELS_REGISTRY` names).
+pub const PAIRWISE_NAMES: [&str; 3] = [
+    "linear_siamese",
+    "concat_siamese",
+    "trivial_distance_siamese",
+];
+
+/// Arguments of OML's `ExtractorWithMLP`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractorWithMlpConfig {
+    /// The backbone (`resnet` or `vit`).
+    pub extractor: Box<ExtractorConfig>,
+    /// MLP sizes.
+    pub mlp_features: Vec<usize>,
+    /// Weights of the whole model (path or `vits16_224_mlp_384_inshop`).
+    #[serde(default)]
+    pub weights: Option<String>,
+    /// Train the backbone too. Default `false` (OML).
+    #[serde(default)]
+    pub train_backbone: bool,
+}
+
+/// An extractor config: OML's `{name: resnet | vit | extractor_with_mlp, args: {…}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawConfig", into = "RawConfig")]
+pub enum ExtractorConfig {
+    /// `resnet`.
+    Resnet(ResnetExtractorConfig),
+    /// `vit`.
+    Vit(ViTExtractorConfig),
+    /// `extractor_with_mlp`.
+    ExtractorWithMlp(ExtractorWithMlpConfig),
+}
+
+/// `{name, args, weights}` as written in configs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    name: String,
+    #[serde(default)]
+    args: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    weights: Option<String>,
+}
+
+/// Merges a top-level `weights` into `args`; both at once is OML's `ValueError`.
+fn merge_weights(
+    name: &str,
+    mut args: serde_json::Value,
+    weights: Option<String>,
+) -> Result<serde_json::Value, String> {
+    if args.is_null() {
+        args = serde_json::Value::Object(Default::default());
+    }
+    let obj = args
+        .as_object_mut()
+        .ok_or_else(|| format!("`{name}`: `args` must be a mapping"))?;
+    if let Some(w) = weights {
+        if obj.get("weights").is_some_and(|v| !v.is_null()) {
+            return Err(format!(
+                "`{name}`: `weights` is given both in `args` and next to them; give it once"
+            ));
+        }
+        obj.insert("weights".into(), serde_json::Value::String(w));
+    }
+    Ok(args)
+}
+
+impl TryFrom<RawConfig> for ExtractorConfig {
+    type Error = String;
+
+    fn try_from(raw: RawConfig) -> Result<Self, String> {
+        let args = merge_weights(&raw.name, raw.args, raw.weights)?;
+        let parse_err = |e: serde_json::Error| format!("extractor `{}`: {e}", raw.name);
+        match raw.name.as_str() {
+            "resnet" => Ok(Self::Resnet(
+                serde_json::from_value(args).map_err(parse_err)?,
+            )),
+            "vit" => Ok(Self::Vit(serde_json::from_value(args).map_err(parse_err)?)),
+            "extractor_with_mlp" => Ok(Self::ExtractorWithMlp(
+                serde_json::from_value(args).map_err(parse_err)?,
+            )),
+            n if UNSUPPORTED_EXTRACTORS.contains(&n) => Err(format!(
+                "extractor `{n}` exists in OML but is not implemented in oml-rs; available: {}",
+                EXTRACTOR_NAMES.join(", ")
+            )),
+            n => Err(format!(
+                "unknown extractor `{n}`; available: {}",
+                EXTRACTOR_NAMES.join(", ")
+            )),
+        }
+    }
+}
+
+impl From<ExtractorConfig> for RawConfig {
+    fn from(c: ExtractorConfig) -> Self {
+        let name = c.name().to_string();
+        let args = match c {
+            ExtractorConfig::Resnet(a) => serde_json::to_value(a),
+            ExtractorConfig::Vit(a) => serde_json::to_value(a),
+            ExtractorConfig::ExtractorWithMlp(a) => serde_json::to_value(a),
+        }
+        .unwrap_or_default();
+        RawConfig {
+            name,
+            args,
+            weights: None,
+        }
+    }
+}
+
+fn nested_weights_twice(outer: &str) -> ModelError {
+    ModelError::InvalidArgument {
+        name: "weights",
+        value: outer.to_string(),
+        reason: "weights are given for both the outer model and its inner extractor; give only one (OML raises ValueError)".into(),
+    }
+}
+
+impl ExtractorConfig {
+    /// OML's registry name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Resnet(_) => "resnet",
+            Self::Vit(_) => "vit",
+            Self::ExtractorWithMlp(_) => "extractor_with_mlp",
+        }
+    }
+
+    /// The `weights` argument.
+    pub fn weights(&self) -> Option<&str> {
+        match self {
+            Self::Resnet(a) => a.weights.as_deref(),
+            Self::Vit(a) => a.weights.as_deref(),
+            Self::ExtractorWithMlp(a) => a.weights.as_deref(),
+        }
+    }
+
+    /// Builds the model with random weights (no `weights` is read).
+    pub fn init(&self, device: &Device) -> Result<AnyExtractor, ModelError> {
+        Ok(match self {
+            Self::Resnet(a) => AnyExtractor::Resnet(a.init(device)?),
+            Self::Vit(a) => AnyExtractor::Vit(a.init(device)?),
+            Self::ExtractorWithMlp(a) => {
+                let inner = a.extractor.init(device)?.into_backbone()?;
+                AnyExtractor::ExtractorWithMlp(ExtractorWithMLP::new(
+                    inner,
+                    &a.mlp_features,
+                    a.train_backbone,
+                    device,
+                )?)
+            }
+        })
+    }
+
+    /// Builds the model and loads every `weights` given (pretrained keys are downloaded), as OML's
+    /// `get_extractor_by_cfg`.
+    pub fn build(&self, device: &Device) -> Result<AnyExtractor, ModelError> {
+        Ok(match self {
+            Self::Resnet(a) => AnyExtractor::Resnet(a.build(device)?),
+            Self::Vit(a) => AnyExtractor::Vit(a.build(device)?),
+            Self::ExtractorWithMlp(a) => {
+                if let (Some(w), Some(_)) = (&a.weights, a.extractor.weights()) {
+                    return Err(nested_weights_twice(w));
+                }
+                let inner = a.extractor.build(device)?.into_backbone()?;
+                let model =
+                    ExtractorWithMLP::new(inner, &a.mlp_features, a.train_backbone, device)?;
+                match &a.weights {
+                    None => AnyExtractor::ExtractorWithMlp(model),
+                    Some(w) => {
+                        let path = crate::zoo::resolve_weights::<AnyExtractor>(w)?;
+                        AnyExtractor::ExtractorWithMlp(
+                            model.load_weights(&path, &LoadOptions::default())?.0,
+                        )
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// A plain extractor that can sit inside [`ExtractorWithMLP`], [`ConcatSiamese`] or
+/// [`TrivialDistanceSiamese`] when they are built from configs.
+// Burn cannot derive `Module` through a `Box`, so variants stay inline (one value per model).
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum Backbone {
+    /// `resnet`.
+    Resnet(ResnetExtractor),
+    /// `vit`.
+    Vit(ViTExtractor),
+}
+
+impl Extractor for Backbone {
+    fn feat_dim(&self) -> usize {
+        match self {
+            Self::Resnet(m) => m.feat_dim(),
+            Self::Vit(m) => m.feat_dim(),
+        }
+    }
+
+    fn extract(&self, images: Tensor<4>) -> Tensor<2> {
+        match self {
+            Self::Resnet(m) => m.extract(images),
+            Self::Vit(m) => m.extract(images),
+        }
+    }
+}
+
+impl TorchLayout for Backbone {
+    fn trial_key(&self) -> &'static str {
+        match self {
+            Self::Resnet(m) => m.trial_key(),
+            Self::Vit(m) => m.trial_key(),
+        }
+    }
+
+    fn torch_root(&self) -> &'static str {
+        "model."
+    }
+
+    fn map_key(&self, key: &str) -> KeyAction {
+        match self {
+            Self::Resnet(m) => m.map_key(key),
+            Self::Vit(m) => m.map_key(key),
+        }
+    }
+
+    fn raw_key(&self, key: &str) -> Option<String> {
+        match self {
+            Self::Resnet(m) => m.raw_key(key),
+            Self::Vit(m) => m.raw_key(key),
+        }
+    }
+}
+
+impl Backbone {
+    fn config(&self) -> ExtractorConfig {
+        match self {
+            Self::Resnet(m) => ExtractorConfig::Resnet(m.config.clone()),
+            Self::Vit(m) => ExtractorConfig::Vit(m.config.clone()),
+        }
+    }
+}
+
+/// Any extractor of OML's registry that this crate implements, built from an
+/// [`ExtractorConfig`]: the concrete type a training pipeline holds.
+// Burn cannot derive `Module` through a `Box`, so variants stay inline (one value per model).
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum AnyExtractor {
+    /// `resnet`.
+    Resnet(ResnetExtractor),
+    /// `vit`.
+    Vit(ViTExtractor),
+    /// `extractor_with_mlp` (over a `resnet` or `vit` backbone).
+    ExtractorWithMlp(ExtractorWithMLP<Backbone>),
+}
+
+impl AnyExtractor {
+    /// The config that rebuilds this model's architecture.
+    pub fn config(&self) -> ExtractorConfig {
+        match self {
+            Self::Resnet(m) => ExtractorConfig::Resnet(m.config.clone()),
+            Self::Vit(m) => ExtractorConfig::Vit(m.config.clone()),
+            Self::ExtractorWithMlp(m) => {
+                ExtractorConfig::ExtractorWithMlp(ExtractorWithMlpConfig {
+                    extractor: Box::new(m.extractor.config()),
+                    mlp_features: m.mlp_features(),
+                    weights: None,
+                    train_backbone: m.train_backbone,
+                })
+            }
+        }
+    }
+
+    /// Whether OML treats this model as `IFreezable` (only `extractor_with_mlp`).
+    pub fn is_freezable(&self) -> bool {
+        matches!(self, Self::ExtractorWithMlp(_))
+    }
+
+    fn into_backbone(self) -> Result<Backbone, ModelError> {
+        match self {
+            Self::Resnet(m) => Ok(Backbone::Resnet(m)),
+            Self::Vit(m) => Ok(Backbone::Vit(m)),
+            Self::ExtractorWithMlp(_) => Err(ModelError::InvalidArgument {
+                name: "extractor",
+                value: "extractor_with_mlp".into(),
+                reason: "the inner extractor must be `resnet` or `vit`".into(),
+            }),
+        }
+    }
+
+    /// Loads a checkpoint (`.bpk` ours, anything else PyTorch) as OML would.
+    pub fn load_weights(
+        self,
+        path: &Path,
+        options: &LoadOptions,
+    ) -> Result<(Self, LoadReport), ModelError> {
+        match self {
+            Self::Resnet(m) => m
+                .load_weights(path, options)
+                .map(|(m, r)| (Self::Resnet(m), r)),
+            Self::Vit(m) => m
+                .load_weights(path, options)
+                .map(|(m, r)| (Self::Vit(m), r)),
+            Self::ExtractorWithMlp(m) => m
+                .load_weights(path, options)
+                .map(|(m, r)| (Self::ExtractorWithMlp(m), r)),
+        }
+    }
+
+    /// Saves weights and config as burnpack (load back with [`Self::load`]). The parameter
+    /// paths are those of the concrete model, so a file saved by [`ResnetExtractor::save`] or
+    /// [`ViTExtractor::save`] loads here too, and the other way round.
+    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+        let config = self.config();
+        match self {
+            Self::Resnet(m) => crate::save_with_config(m, &config, path),
+            Self::Vit(m) => crate::save_with_config(m, &config, path),
+            Self::ExtractorWithMlp(m) => crate::save_with_config(m, &config, path),
+        }
+    }
+
+    /// Rebuilds a model saved by [`Self::save`] (or by the `save` of a concrete extractor).
+    pub fn load(path: &Path, device: &Device) -> Result<Self, ModelError> {
+        let config = crate::read_saved_config(path)?;
+        let strict = LoadOptions::default();
+        Ok(match config.init(device)? {
+            Self::Resnet(m) => Self::Resnet(crate::checkpoint::load_burnpack(m, path, &strict)?.0),
+            Self::Vit(m) => Self::Vit(crate::checkpoint::load_burnpack(m, path, &strict)?.0),
+            Self::ExtractorWithMlp(m) => {
+                Self::ExtractorWithMlp(crate::checkpoint::load_burnpack(m, path, &strict)?.0)
+            }
+        })
+    }
+
+    /// Downloads (or finds in the cache) any pretrained key and builds OML's model for it.
+    pub fn from_pretrained(key: &str, device: &Device) -> Result<Self, ModelError> {
+        crate::zoo::from_pretrained(key, device)
+    }
+}
+
+impl Extractor for AnyExtractor {
+    fn feat_dim(&self) -> usize {
+        match self {
+            Self::Resnet(m) => m.feat_dim(),
+            Self::Vit(m) => m.feat_dim(),
+            Self::ExtractorWithMlp(m) => m.feat_dim(),
+        }
+    }
+
+    fn extract(&self, images: Tensor<4>) -> Tensor<2> {
+        match self {
+            Self::Resnet(m) => m.extract(images),
+            Self::Vit(m) => m.extract(images),
+            Self::ExtractorWithMlp(m) => m.extract(images),
+        }
+    }
+}
+
+/// Freezes `extractor_with_mlp`'s backbone; plain extractors are returned unchanged, as OML only
+/// calls `freeze` on `IFreezable` models (see [`AnyExtractor::is_freezable`]).
+impl Freezable for AnyExtractor {
+    fn freeze_backbone(self) -> Self {
+        match self {
+            Self::ExtractorWithMlp(m) => Self::ExtractorWithMlp(Freezable::freeze_backbone(m)),
+            other => other,
+        }
+    }
+
+    fn unfreeze_backbone(self) -> Self {
+        match self {
+            Self::ExtractorWithMlp(m) => Self::ExtractorWithMlp(Freezable::unfreeze_backbone(m)),
+            other => other,
+        }
+    }
+}
+
+impl TorchLayout for AnyExtractor {
+    fn trial_key(&self) -> &'static str {
+        match self {
+            Self::Resnet(m) => m.trial_key(),
+            Self::Vit(m) => m.trial_key(),
+            Self::ExtractorWithMlp(m) => m.trial_key(),
+        }
+    }
+
+    fn torch_root(&self) -> &'static str {
+        match self {
+            Self::Resnet(m) => m.torch_root(),
+            Self::Vit(m) => m.torch_root(),
+            Self::ExtractorWithMlp(m) => m.torch_root(),
+        }
+    }
+
+    fn map_key(&self, key: &str) -> KeyAction {
+        match self {
+            Self::Resnet(m) => m.map_key(key),
+            Self::Vit(m) => m.map_key(key),
+            Self::ExtractorWithMlp(m) => m.map_key(key),
+        }
+    }
+
+    fn raw_key(&self, key: &str) -> Option<String> {
+        match self {
+            Self::Resnet(m) => m.raw_key(key),
+            Self::Vit(m) => m.raw_key(key),
+            Self::ExtractorWithMlp(m) => m.raw_key(key),
+        }
+    }
+}
+
+static ALL_PRETRAINED: LazyLock<Vec<PretrainedEntry>> = LazyLock::new(|| {
+    crate::zoo::RESNET_PRETRAINED
+        .iter()
+        .chain(crate::zoo::VIT_PRETRAINED)
+        .chain(crate::zoo::MLP_PRETRAINED)
+        .cloned()
+        .collect()
+});
+
+impl Pretrained for AnyExtractor {
+    fn registry() -> &'static [PretrainedEntry] {
+        &ALL_PRETRAINED
+    }
+
+    fn from_entry(
+        entry: &PretrainedEntry,
+        path: &Path,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let family = crate::zoo::pretrained_model(entry.key)?.family;
+        let args: serde_json::Value = crate::zoo::init_args(entry)?;
+        let mut config: ExtractorConfig = serde_json::from_value(
+            serde_json::json!({"name": family, "args": args}),
+        )
+        .map_err(|e| ModelError::InvalidArgument {
+            name: "init_args",
+            value: entry.init_args.into(),
+            reason: e.to_string(),
+        })?;
+        // The file is already at hand: build the architecture, then load it.
+        match &mut config {
+            ExtractorConfig::Resnet(a) => a.weights = None,
+            ExtractorConfig::Vit(a) => a.weights = None,
+            ExtractorConfig::ExtractorWithMlp(a) => a.weights = None,
+        }
+        Ok(config
+            .init(device)?
+            .load_weights(path, &LoadOptions::default())?
+            .0)
+    }
+}
+
+/// Arguments of OML's `LinearTrivialDistanceSiamese` (`linear_siamese`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinearSiameseConfig {
+    /// Embedding size.
+    pub feat_dim: usize,
+    /// Start from the identity (plain L2 distance).
+    pub identity_init: bool,
+    /// Added to the output. Default 0.
+    #[serde(default)]
+    pub output_bias: f64,
+}
+
+/// Arguments of OML's `ConcatSiamese` (`concat_siamese`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConcatSiameseConfig {
+    /// The backbone (`resnet` or `vit`).
+    pub extractor: ExtractorConfig,
+    /// Hidden sizes of the head.
+    pub mlp_hidden_dims: Vec<usize>,
+    /// Average `predict` over both input orders. Default `false`.
+    #[serde(default)]
+    pub use_tta: bool,
+    /// Weights of the whole model (a path; OML has no pretrained keys for it).
+    #[serde(default)]
+    pub weights: Option<String>,
+}
+
+/// Arguments of OML's `TrivialDistanceSiamese` (`trivial_distance_siamese`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrivialDistanceSiameseConfig {
+    /// The extractor.
+    pub extractor: ExtractorConfig,
+    /// Added to the output. Default 0.
+    #[serde(default)]
+    pub output_bias: f64,
+}
+
+/// A pairwise-model config: OML's `{name: linear_siamese | concat_siamese |
+/// trivial_distance_siamese, args: {…}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawConfig", into = "RawConfig")]
+pub enum PairwiseConfig {
+    /// `linear_siamese`.
+    LinearSiamese(LinearSiameseConfig),
+    /// `concat_siamese`.
+    ConcatSiamese(ConcatSiameseConfig),
+    /// `trivial_distance_siamese`.
+    TrivialDistanceSiamese(TrivialDistanceSiameseConfig),
+}
+
+impl TryFrom<RawConfig> for PairwiseConfig {
+    type Error = String;
+
+    fn try_from(raw: RawConfig) -> Result<Self, String> {
+        let parse_err = |e: serde_json::Error| format!("pairwise model `{}`: {e}", raw.name);
+        match raw.name.as_str() {
+            "linear_siamese" => {
+                if raw.weights.is_some() {
+                    return Err("`linear_siamese` takes no weights".into());
+                }
+                Ok(Self::LinearSiamese(
+                    serde_json::from_value(raw.args).map_err(parse_err)?,
+                ))
+            }
+            "concat_siamese" => {
+                let args = merge_weights(&raw.name, raw.args, raw.weights)?;
+                Ok(Self::ConcatSiamese(
+                    serde_json::from_value(args).map_err(parse_err)?,
+                ))
+            }
+            "trivial_distance_siamese" => {
+                if raw.weights.is_some() {
+                    return Err("`trivial_distance_siamese` takes no weights of its own; set them on its extractor".into());
+                }
+                Ok(Self::TrivialDistanceSiamese(
+                    serde_json::from_value(raw.args).map_err(parse_err)?,
+                ))
+            }
+            n => Err(format!(
+                "unknown pairwise model `{n}`; available: {}",
+                PAIRWISE_NAMES.join(", ")
+            )),
+        }
+    }
+}
+
+impl From<PairwiseConfig> for RawConfig {
+    fn from(c: PairwiseConfig) -> Self {
+        let name = c.name().to_string();
+        let args = match c {
+            PairwiseConfig::LinearSiamese(a) => serde_json::to_value(a),
+            PairwiseConfig::ConcatSiamese(a) => serde_json::to_value(a),
+            PairwiseConfig::TrivialDistanceSiamese(a) => serde_json::to_value(a),
+        }
+        .unwrap_or_default();
+        RawConfig {
+            name,
+            args,
+            weights: None,
+        }
+    }
+}
+
+impl PairwiseConfig {
+    /// OML's registry name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::LinearSiamese(_) => "linear_siamese",
+            Self::ConcatSiamese(_) => "concat_siamese",
+            Self::TrivialDistanceSiamese(_) => "trivial_distance_siamese",
+        }
+    }
+
+    /// Builds the model with random weights (no `weights` is read).
+    pub fn init(&self, device: &Device) -> Result<AnyPairwise, ModelError> {
+        Ok(match self {
+            Self::LinearSiamese(a) => {
+                AnyPairwise::LinearSiamese(LinearTrivialDistanceSiamese::new(
+                    a.feat_dim,
+                    a.identity_init,
+                    a.output_bias,
+                    device,
+                )?)
+            }
+            Self::ConcatSiamese(a) => AnyPairwise::ConcatSiamese(ConcatSiamese::new(
+                a.extractor.init(device)?,
+                &a.mlp_hidden_dims,
+                a.use_tta,
+                device,
+            )?),
+            Self::TrivialDistanceSiamese(a) => AnyPairwise::TrivialDistanceSiamese(
+                TrivialDistanceSiamese::new(a.extractor.init(device)?, a.output_bias),
+            ),
+        })
+    }
+
+    /// Builds the model and loads every `weights` given, as OML's `get_pairwise_model_by_cfg`.
+    pub fn build(&self, device: &Device) -> Result<AnyPairwise, ModelError> {
+        Ok(match self {
+            Self::LinearSiamese(_) => self.init(device)?,
+            Self::ConcatSiamese(a) => {
+                if let (Some(w), Some(_)) = (&a.weights, a.extractor.weights()) {
+                    return Err(nested_weights_twice(w));
+                }
+                let model = ConcatSiamese::new(
+                    a.extractor.build(device)?,
+                    &a.mlp_hidden_dims,
+                    a.use_tta,
+                    device,
+                )?;
+                match &a.weights {
+                    None => AnyPairwise::ConcatSiamese(model),
+                    Some(w) => AnyPairwise::ConcatSiamese(
+                        model.load_weights(Path::new(w), &LoadOptions::default())?.0,
+                    ),
+                }
+            }
+            Self::TrivialDistanceSiamese(a) => AnyPairwise::TrivialDistanceSiamese(
+                TrivialDistanceSiamese::new(a.extractor.build(device)?, a.output_bias),
+            ),
+        })
+    }
+}
+
+/// Any pairwise model of OML's registry, built from a [`PairwiseConfig`].
+// Burn cannot derive `Module` through a `Box`, so variants stay inline (one value per model).
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum AnyPairwise {
+    /// `linear_siamese`.
+    LinearSiamese(LinearTrivialDistanceSiamese),
+    /// `concat_siamese`.
+    ConcatSiamese(ConcatSiamese<AnyExtractor>),
+    /// `trivial_distance_siamese`.
+    TrivialDistanceSiamese(TrivialDistanceSiamese<AnyExtractor>),
+}
+
+impl AnyPairwise {
+    /// Whether OML treats this model as `IFreezable` (only `concat_siamese`).
+    pub fn is_freezable(&self) -> bool {
+        matches!(self, Self::ConcatSiamese(_))
+    }
+
+    /// Loads a checkpoint of the whole pairwise model (`.bpk` ours, else PyTorch).
+    pub fn load_weights(
+        self,
+        path: &Path,
+        options: &LoadOptions,
+    ) -> Result<(Self, LoadReport), ModelError> {
+        match self {
+            Self::LinearSiamese(m) => crate::checkpoint::load_weights(m, path, options)
+                .map(|(m, r)| (Self::LinearSiamese(m), r)),
+            Self::ConcatSiamese(m) => m
+                .load_weights(path, options)
+                .map(|(m, r)| (Self::ConcatSiamese(m), r)),
+            Self::TrivialDistanceSiamese(m) => crate::checkpoint::load_weights(m, path, options)
+                .map(|(m, r)| (Self::TrivialDistanceSiamese(m), r)),
+        }
+    }
+}
+
+impl PairwiseModel for AnyPairwise {
+    fn forward_pair(&self, x1: Tensor<4>, x2: Tensor<4>) -> Tensor<1> {
+        match self {
+            Self::LinearSiamese(m) => m.forward_pair(x1, x2),
+            Self::ConcatSiamese(m) => m.forward_pair(x1, x2),
+            Self::TrivialDistanceSiamese(m) => m.forward_pair(x1, x2),
+        }
+    }
+
+    fn predict(&self, x1: Tensor<4>, x2: Tensor<4>) -> Tensor<1> {
+        match self {
+            Self::LinearSiamese(m) => m.predict(x1, x2),
+            Self::ConcatSiamese(m) => m.predict(x1, x2),
+            Self::TrivialDistanceSiamese(m) => m.predict(x1, x2),
+        }
+    }
+}
+
+/// Freezes `concat_siamese`'s backbone; the other pairwise models are not `IFreezable` in OML and
+/// are returned unchanged.
+impl Freezable for AnyPairwise {
+    fn freeze_backbone(self) -> Self {
+        match self {
+            Self::ConcatSiamese(m) => Self::ConcatSiamese(Freezable::freeze_backbone(m)),
+            other => other,
+        }
+    }
+
+    fn unfreeze_backbone(self) -> Self {
+        match self {
+            Self::ConcatSiamese(m) => Self::ConcatSiamese(Freezable::unfreeze_backbone(m)),
+            other => other,
+        }
+    }
+}

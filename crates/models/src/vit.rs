@@ -1,0 +1,575 @@
+//! OML's `ViTExtractor` for the DINO v1 architectures (`vits8`, `vits16`, `vitb8`, `vitb16`).
+//!
+//! The network is DINO's `VisionTransformer` with its field names (`cls_token`, `pos_embed`,
+//! `patch_embed.proj`, `blocks.N.{norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2}`, `norm`):
+//! the attention keeps the fused `qkv` Linear so checkpoint keys map 1:1. The output is the CLS
+//! token after the final LayerNorm. Other input sizes get DINO's `interpolate_pos_encoding`
+//! (bicubic, with its `+0.1` offset and scale-factor semantics).
+
+use std::path::Path;
+
+use burn::module::Param;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::gelu;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use oml_interfaces::{Extractor, ModelError, Pretrained, PretrainedEntry};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{LoadOptions, LoadReport, TorchLayout};
+use crate::ops::{self, Kernel};
+
+/// DINO v1 architectures OML's `ViTExtractor` accepts (`arch`). DINOv2 (`vits14`, …) is not
+/// implemented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VitArch {
+    /// ViT-S/8: dim 384, depth 12, 6 heads, patch 8.
+    Vits8,
+    /// ViT-S/16: dim 384, depth 12, 6 heads, patch 16.
+    Vits16,
+    /// ViT-B/8: dim 768, depth 12, 12 heads, patch 8.
+    Vitb8,
+    /// ViT-B/16: dim 768, depth 12, 12 heads, patch 16.
+    Vitb16,
+}
+
+impl VitArch {
+    /// All variants.
+    pub const ALL: [VitArch; 4] = [Self::Vits8, Self::Vits16, Self::Vitb8, Self::Vitb16];
+
+    /// OML's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Vits8 => "vits8",
+            Self::Vits16 => "vits16",
+            Self::Vitb8 => "vitb8",
+            Self::Vitb16 => "vitb16",
+        }
+    }
+
+    /// The network's hyper-parameters (DINO's `vit_small` / `vit_base`).
+    pub fn config(self) -> VitConfig {
+        let (embed_dim, num_heads) = match self {
+            Self::Vits8 | Self::Vits16 => (384, 6),
+            Self::Vitb8 | Self::Vitb16 => (768, 12),
+        };
+        let patch_size = match self {
+            Self::Vits8 | Self::Vitb8 => 8,
+            Self::Vits16 | Self::Vitb16 => 16,
+        };
+        VitConfig {
+            patch_size,
+            embed_dim,
+            depth: 12,
+            num_heads,
+            ..VitConfig::default()
+        }
+    }
+}
+
+impl std::fmt::Display for VitArch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Hyper-parameters of DINO's `VisionTransformer` (qkv bias, GELU, pre-norm blocks).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VitConfig {
+    /// Training image size; `pos_embed` has `(img_size / patch_size)² + 1` rows. Default 224.
+    pub img_size: usize,
+    /// Patch size (8, 14 or 16).
+    pub patch_size: usize,
+    /// Input channels. Default 3.
+    pub in_chans: usize,
+    /// Token width.
+    pub embed_dim: usize,
+    /// Number of blocks.
+    pub depth: usize,
+    /// Attention heads (`embed_dim` must be divisible by it).
+    pub num_heads: usize,
+    /// MLP hidden width / `embed_dim`. Default 4.
+    pub mlp_ratio: usize,
+    /// LayerNorm epsilon. Default 1e-6 (DINO).
+    pub layer_norm_eps: f64,
+}
+
+impl Default for VitConfig {
+    /// ViT-S/16 at 224.
+    fn default() -> Self {
+        Self {
+            img_size: 224,
+            patch_size: 16,
+            in_chans: 3,
+            embed_dim: 384,
+            depth: 12,
+            num_heads: 6,
+            mlp_ratio: 4,
+            layer_norm_eps: 1e-6,
+        }
+    }
+}
+
+impl VitConfig {
+    fn check(&self) -> Result<(), ModelError> {
+        let bad = |name: &'static str, value: usize, reason: &str| {
+            Err(ModelError::InvalidArgument {
+                name,
+                value: value.to_string(),
+                reason: reason.into(),
+            })
+        };
+        if self.patch_size == 0 || self.img_size < self.patch_size {
+            return bad(
+                "patch_size",
+                self.patch_size,
+                "must be > 0 and at most img_size",
+            );
+        }
+        if self.num_heads == 0 || !self.embed_dim.is_multiple_of(self.num_heads) {
+            return bad("num_heads", self.num_heads, "must divide embed_dim");
+        }
+        if self.depth == 0 || self.in_chans == 0 || self.mlp_ratio == 0 {
+            return bad(
+                "depth",
+                self.depth,
+                "depth, in_chans and mlp_ratio must be > 0",
+            );
+        }
+        Ok(())
+    }
+
+    /// Builds the network with DINO's initialisation (truncated normal, std 0.02).
+    pub fn init(&self, device: &Device) -> Result<VisionTransformer, ModelError> {
+        self.check()?;
+        let d = self.embed_dim;
+        let init = Initializer::Normal {
+            mean: 0.0,
+            std: 0.02,
+        };
+        let linear = |i: usize, o: usize| {
+            LinearConfig::new(i, o)
+                .with_initializer(init.clone())
+                .init(device)
+        };
+        let norm = || {
+            LayerNormConfig::new(d)
+                .with_epsilon(self.layer_norm_eps)
+                .init(device)
+        };
+        let grid = self.img_size / self.patch_size;
+        let blocks = (0..self.depth)
+            .map(|_| VitBlock {
+                norm1: norm(),
+                attn: Attention {
+                    qkv: linear(d, 3 * d),
+                    proj: linear(d, d),
+                    num_heads: self.num_heads,
+                },
+                norm2: norm(),
+                mlp: Mlp {
+                    fc1: linear(d, d * self.mlp_ratio),
+                    fc2: linear(d * self.mlp_ratio, d),
+                },
+            })
+            .collect();
+        Ok(VisionTransformer {
+            cls_token: init.init([1, 1, d], device),
+            pos_embed: init.init([1, grid * grid + 1, d], device),
+            patch_embed: PatchEmbed {
+                proj: Conv2dConfig::new([self.in_chans, d], [self.patch_size, self.patch_size])
+                    .with_stride([self.patch_size, self.patch_size])
+                    .init(device),
+                patch_size: self.patch_size,
+            },
+            blocks,
+            norm: norm(),
+        })
+    }
+}
+
+/// DINO's `PatchEmbed`: a conv with kernel = stride = patch size.
+#[derive(Module, Debug)]
+pub struct PatchEmbed {
+    /// The projection.
+    pub proj: Conv2d,
+    /// Patch size.
+    pub patch_size: usize,
+}
+
+/// Multi-head self-attention with a fused `qkv` projection (DINO's `Attention`).
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// `[dim] -> [3·dim]`, laid out as `(3, heads, head_dim)`.
+    pub qkv: Linear,
+    /// Output projection.
+    pub proj: Linear,
+    /// Number of heads.
+    pub num_heads: usize,
+}
+
+impl Attention {
+    /// # Shapes
+    /// `[B, N, C] -> [B, N, C]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, n, c] = x.dims();
+        let h = self.num_heads;
+        let qkv = self
+            .qkv
+            .forward(x)
+            .reshape([b, n, 3, h, c / h])
+            .permute([2, 0, 3, 1, 4]);
+        let part = |i: usize| qkv.clone().narrow(0, i, 1).reshape([b, h, n, c / h]);
+        // softmax(q·kᵀ / sqrt(head_dim)) · v, as DINO (qk_scale = None).
+        let out = attention(
+            part(0),
+            part(1),
+            part(2),
+            None,
+            None,
+            AttentionModuleOptions::default(),
+        );
+        self.proj.forward(out.swap_dims(1, 2).reshape([b, n, c]))
+    }
+}
+
+/// DINO's `Mlp`: `fc1 → GELU (exact) → fc2`.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    /// Expansion.
+    pub fc1: Linear,
+    /// Projection back.
+    pub fc2: Linear,
+}
+
+/// A pre-norm transformer block.
+#[derive(Module, Debug)]
+pub struct VitBlock {
+    /// Norm before attention.
+    pub norm1: LayerNorm,
+    /// Attention.
+    pub attn: Attention,
+    /// Norm before the MLP.
+    pub norm2: LayerNorm,
+    /// MLP.
+    pub mlp: Mlp,
+}
+
+impl VitBlock {
+    /// # Shapes
+    /// `[B, N, C] -> [B, N, C]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let x = x.clone() + self.attn.forward(self.norm1.forward(x));
+        let y = self
+            .mlp
+            .fc2
+            .forward(gelu(self.mlp.fc1.forward(self.norm2.forward(x.clone()))));
+        x + y
+    }
+}
+
+/// DINO's `VisionTransformer` without a head (`num_classes = 0`).
+#[derive(Module, Debug)]
+pub struct VisionTransformer {
+    /// `[1, 1, dim]`.
+    pub cls_token: Param<Tensor<3>>,
+    /// `[1, grid² + 1, dim]`.
+    pub pos_embed: Param<Tensor<3>>,
+    /// Patch embedding.
+    pub patch_embed: PatchEmbed,
+    /// Transformer blocks.
+    pub blocks: Vec<VitBlock>,
+    /// Final LayerNorm.
+    pub norm: LayerNorm,
+}
+
+impl VisionTransformer {
+    /// Token width (`len(norm.bias)`).
+    pub fn embed_dim(&self) -> usize {
+        self.cls_token.dims()[2]
+    }
+
+    /// DINO's `interpolate_pos_encoding` for an `h × w` image and `npatch` patch tokens.
+    ///
+    /// # Shapes
+    /// `-> [1, npatch + 1, dim]`.
+    pub fn interpolate_pos_encoding(&self, npatch: usize, h: usize, w: usize) -> Tensor<3> {
+        let pos = self.pos_embed.val();
+        let [_, n1, dim] = pos.dims();
+        let n = n1 - 1;
+        if npatch == n && w == h {
+            return pos;
+        }
+        let class_pos = pos.clone().narrow(1, 0, 1);
+        let grid = (n as f64).sqrt() as usize;
+        let p = self.patch_embed.patch_size;
+        // DINO adds 0.1 "to avoid floating point error" and passes a scale factor, so the
+        // sampling step is grid / (h0 + 0.1), not grid / h0.
+        let (h0, w0) = ((h / p) as f64 + 0.1, (w / p) as f64 + 0.1);
+        let (sh, sw) = (h0 / grid as f64, w0 / grid as f64);
+        let (oh, ow) = (
+            (grid as f64 * sh).floor() as usize,
+            (grid as f64 * sw).floor() as usize,
+        );
+        let patch_pos = pos
+            .narrow(1, 1, n)
+            .reshape([grid, grid, dim])
+            .permute([2, 0, 1])
+            .unsqueeze_dim::<4>(0);
+        let resized =
+            ops::interpolate_to(patch_pos, [oh, ow], [1.0 / sh, 1.0 / sw], Kernel::Bicubic);
+        let patch_pos = resized
+            .squeeze_dim::<3>(0)
+            .permute([1, 2, 0])
+            .reshape([1, oh * ow, dim]);
+        Tensor::cat(vec![class_pos, patch_pos], 1)
+    }
+
+    /// Patch tokens with the CLS token and position embeddings.
+    ///
+    /// # Shapes
+    /// `[B, C, H, W] -> [B, (H/p)(W/p) + 1, dim]`.
+    pub fn prepare_tokens(&self, x: Tensor<4>) -> Tensor<3> {
+        let [b, _, h, w] = x.dims();
+        let patches = self.patch_embed.proj.forward(x); // [B, dim, H/p, W/p]
+        let [_, dim, gh, gw] = patches.dims();
+        let patches = patches.reshape([b, dim, gh * gw]).swap_dims(1, 2);
+        let cls = self.cls_token.val().expand([b, 1, dim]);
+        let tokens = Tensor::cat(vec![cls, patches], 1);
+        tokens + self.interpolate_pos_encoding(gh * gw, h, w)
+    }
+
+    /// All tokens after the final norm.
+    ///
+    /// # Shapes
+    /// `[B, C, H, W] -> [B, N + 1, dim]`.
+    pub fn forward_tokens(&self, x: Tensor<4>) -> Tensor<3> {
+        let mut x = self.prepare_tokens(x);
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        self.norm.forward(x)
+    }
+
+    /// The CLS token after the final norm (DINO's `forward`).
+    ///
+    /// # Shapes
+    /// `[B, C, H, W] -> [B, dim]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let tokens = self.forward_tokens(x);
+        let [b, _, dim] = tokens.dims();
+        tokens.narrow(1, 0, 1).reshape([b, dim])
+    }
+}
+
+/// Arguments of OML's `ViTExtractor` (`extractor: {name: vit, args: …}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViTExtractorConfig {
+    /// Architecture.
+    pub arch: VitArch,
+    /// L2-normalise the output (norm detached). Default `false`.
+    #[serde(default)]
+    pub normalise_features: bool,
+    /// Average the outputs at scales `1, 1/√2, 1/2` (bilinear resize). Default `false`.
+    #[serde(default)]
+    pub use_multi_scale: bool,
+    /// Weights: a checkpoint path or a pretrained key (read by [`build`](Self::build)).
+    #[serde(default)]
+    pub weights: Option<String>,
+    /// Network hyper-parameters overriding `arch`'s (not an OML argument: lets other DINO-layout
+    /// sizes be built, e.g. a small test network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom: Option<VitConfig>,
+}
+
+impl ViTExtractorConfig {
+    /// `arch` without normalisation or multi-scale.
+    pub fn new(arch: VitArch) -> Self {
+        Self {
+            arch,
+            normalise_features: false,
+            use_multi_scale: false,
+            weights: None,
+            custom: None,
+        }
+    }
+
+    /// Sets `normalise_features`.
+    pub fn with_normalise_features(mut self, normalise: bool) -> Self {
+        self.normalise_features = normalise;
+        self
+    }
+
+    /// Sets `use_multi_scale`.
+    pub fn with_multi_scale(mut self, multi_scale: bool) -> Self {
+        self.use_multi_scale = multi_scale;
+        self
+    }
+
+    /// Sets `weights` (a path or a pretrained key).
+    pub fn with_weights(mut self, weights: impl Into<String>) -> Self {
+        self.weights = Some(weights.into());
+        self
+    }
+
+    /// Overrides the network size (see [`ViTExtractorConfig::custom`]).
+    pub fn with_custom(mut self, network: VitConfig) -> Self {
+        self.custom = Some(network);
+        self
+    }
+
+    /// The network hyper-parameters in effect.
+    pub fn network(&self) -> VitConfig {
+        self.custom.unwrap_or_else(|| self.arch.config())
+    }
+
+    /// Builds the extractor with random weights (`weights` is not read).
+    pub fn init(&self, device: &Device) -> Result<ViTExtractor, ModelError> {
+        Ok(ViTExtractor {
+            model: self.network().init(device)?,
+            config: self.clone(),
+        })
+    }
+
+    /// Builds the extractor and loads `weights` when set (a pretrained key is downloaded first).
+    pub fn build(&self, device: &Device) -> Result<ViTExtractor, ModelError> {
+        let model = self.init(device)?;
+        match &self.weights {
+            None => Ok(model),
+            Some(w) => {
+                let path = crate::zoo::resolve_weights::<ViTExtractor>(w)?;
+                Ok(model.load_weights(&path, &LoadOptions::default())?.0)
+            }
+        }
+    }
+}
+
+/// OML's `ViTExtractor` (DINO v1).
+///
+/// ```
+/// use burn::prelude::*;
+/// use oml_interfaces::Extractor;
+/// use oml_models::{VitArch, VitConfig, ViTExtractorConfig};
+///
+/// let device = oml_interfaces::device::select_device(None)?;
+/// let tiny = VitConfig { img_size: 32, embed_dim: 24, depth: 1, num_heads: 2, ..VitConfig::default() };
+/// let vit = ViTExtractorConfig::new(VitArch::Vits16).with_custom(tiny).init(&device)?;
+/// // Any size divisible by the patch works (position embeddings are interpolated).
+/// let images = Tensor::<4>::zeros([2, 3, 48, 32], &device);
+/// assert_eq!(vit.extract(images).dims(), [2, 24]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Module, Debug)]
+pub struct ViTExtractor {
+    /// DINO's network (OML's `self.model`).
+    pub model: VisionTransformer,
+    /// The arguments it was built from.
+    #[module(skip)]
+    pub config: ViTExtractorConfig,
+}
+
+impl ViTExtractor {
+    /// The arguments the extractor was built from.
+    pub fn config(&self) -> &ViTExtractorConfig {
+        &self.config
+    }
+
+    /// OML's `_multi_scale`: the mean of the outputs at scales `1, 1/√2, 1/2`.
+    fn multi_scale(&self, x: Tensor<4>) -> Tensor<2> {
+        let mut sum = self.model.forward(x.clone());
+        for s in [1.0 / 2f64.sqrt(), 0.5] {
+            sum = sum
+                + self
+                    .model
+                    .forward(ops::interpolate_scale(x.clone(), s, s, Kernel::Bilinear));
+        }
+        sum / 3.0
+    }
+
+    /// Loads a checkpoint (`.bpk` ours, anything else PyTorch) as OML would.
+    pub fn load_weights(
+        self,
+        path: &Path,
+        options: &LoadOptions,
+    ) -> Result<(Self, LoadReport), ModelError> {
+        crate::checkpoint::load_weights(self, path, options)
+    }
+
+    /// Saves the weights and the config as burnpack (load back with [`Self::load`] or
+    /// [`AnyExtractor::load`](crate::AnyExtractor::load)).
+    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+        crate::save_with_config(
+            self,
+            &crate::ExtractorConfig::Vit(self.config.clone()),
+            path,
+        )
+    }
+
+    /// Rebuilds an extractor saved by [`Self::save`].
+    pub fn load(path: &Path, device: &Device) -> Result<Self, ModelError> {
+        match crate::read_saved_config(path)? {
+            crate::ExtractorConfig::Vit(config) => Ok(crate::checkpoint::load_burnpack(
+                config.init(device)?,
+                path,
+                &LoadOptions::default(),
+            )?
+            .0),
+            other => Err(crate::wrong_saved_kind(path, other.name())),
+        }
+    }
+
+    /// Downloads (or finds in the cache) a pretrained checkpoint and builds OML's extractor for it.
+    pub fn from_pretrained(key: &str, device: &Device) -> Result<Self, ModelError> {
+        crate::zoo::from_pretrained(key, device)
+    }
+}
+
+impl Extractor for ViTExtractor {
+    fn feat_dim(&self) -> usize {
+        self.model.embed_dim()
+    }
+
+    fn extract(&self, images: Tensor<4>) -> Tensor<2> {
+        let x = if self.config.use_multi_scale {
+            self.multi_scale(images)
+        } else {
+            self.model.forward(images)
+        };
+        if self.config.normalise_features {
+            ops::normalise(x)
+        } else {
+            x
+        }
+    }
+}
+
+impl TorchLayout for ViTExtractor {
+    fn trial_key(&self) -> &'static str {
+        "norm.bias"
+    }
+
+    fn torch_root(&self) -> &'static str {
+        "model."
+    }
+}
+
+impl Pretrained for ViTExtractor {
+    fn registry() -> &'static [PretrainedEntry] {
+        crate::zoo::VIT_PRETRAINED
+    }
+
+    fn from_entry(
+        entry: &PretrainedEntry,
+        path: &Path,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let config: ViTExtractorConfig = crate::zoo::init_args(entry)?;
+        let model = config.init(device)?;
+        Ok(model.load_weights(path, &LoadOptions::default())?.0)
+    }
+}

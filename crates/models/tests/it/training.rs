@@ -1,0 +1,194 @@
+//! Freezing really stops gradients (checked with autodiff), and multi-scale inference follows
+//! OML's definition.
+
+use burn::prelude::*;
+use oml_interfaces::device::test_device;
+use oml_interfaces::{Extractor, Freezable, PairwiseModel};
+use oml_models::{
+    AnyExtractor, ConcatSiamese, ExtractorConfig, ExtractorWithMLP, LinearTrivialDistanceSiamese,
+    ViTExtractorConfig, VitArch, VitConfig,
+};
+
+use crate::common::*;
+
+fn tiny_vit() -> ViTExtractorConfig {
+    let net = VitConfig {
+        img_size: 32,
+        patch_size: 8,
+        embed_dim: 24,
+        depth: 1,
+        num_heads: 2,
+        ..VitConfig::default()
+    };
+    ViTExtractorConfig::new(VitArch::Vits8).with_custom(net)
+}
+
+fn images(device: &Device, h: usize) -> Tensor<4> {
+    Tensor::from_data(
+        TensorData::new(values(2 * 3 * h * 32, 41, 1.0), [2, 3, h, 32]),
+        device,
+    )
+}
+
+#[test]
+fn extractor_with_mlp_freezing_stops_backbone_gradients() {
+    let device = test_device().autodiff();
+    // OML's default train_backbone = False: the backbone is frozen from the start.
+    let m = ExtractorWithMLP::new(tiny_vit().init(&device).unwrap(), &[8], false, &device).unwrap();
+    let grads = m.extract(images(&device, 32)).sum().backward();
+    assert!(m.extractor.model.cls_token.grad(&grads).is_none());
+    assert!(
+        m.extractor.model.blocks[0]
+            .attn
+            .qkv
+            .weight
+            .grad(&grads)
+            .is_none()
+    );
+    assert!(m.projection[0].weight.grad(&grads).is_some());
+
+    let m = m.unfreeze_backbone();
+    assert!(m.train_backbone);
+    let grads = m.extract(images(&device, 32)).sum().backward();
+    assert!(
+        m.extractor.model.blocks[0]
+            .attn
+            .qkv
+            .weight
+            .grad(&grads)
+            .is_some()
+    );
+    assert!(m.extractor.model.cls_token.grad(&grads).is_some());
+
+    let m = m.freeze_backbone();
+    let grads = m.extract(images(&device, 32)).sum().backward();
+    assert!(
+        m.extractor
+            .model
+            .patch_embed
+            .proj
+            .weight
+            .grad(&grads)
+            .is_none()
+    );
+    assert!(m.projection[0].weight.grad(&grads).is_some());
+}
+
+#[test]
+fn concat_siamese_freezing_stops_backbone_gradients() {
+    let device = test_device().autodiff();
+    let m = ConcatSiamese::new(tiny_vit().init(&device).unwrap(), &[4], false, &device).unwrap();
+    // OML starts with train_backbone = True.
+    let grads = m
+        .forward_pair(images(&device, 16), images(&device, 16))
+        .sum()
+        .backward();
+    assert!(
+        m.extractor.model.blocks[0]
+            .mlp
+            .fc1
+            .weight
+            .grad(&grads)
+            .is_some()
+    );
+    let m = m.freeze_backbone();
+    let grads = m
+        .forward_pair(images(&device, 16), images(&device, 16))
+        .sum()
+        .backward();
+    assert!(
+        m.extractor.model.blocks[0]
+            .mlp
+            .fc1
+            .weight
+            .grad(&grads)
+            .is_none()
+    );
+    assert!(m.head[0].weight.grad(&grads).is_some());
+}
+
+#[test]
+fn config_built_models_freeze_through_any_extractor() {
+    let device = test_device().autodiff();
+    let config: ExtractorConfig = serde_json::from_str(
+        r#"{"name": "extractor_with_mlp", "args": {"mlp_features": [4], "train_backbone": true,
+            "extractor": {"name": "resnet", "args": {"arch": "resnet18"}}}}"#,
+    )
+    .unwrap();
+    let m = config.build(&device).unwrap();
+    assert!(m.is_freezable());
+    let conv = |m: &AnyExtractor| match m {
+        AnyExtractor::ExtractorWithMlp(x) => match &x.extractor {
+            oml_models::Backbone::Resnet(r) => r.model.conv1.weight.clone(),
+            _ => unreachable!(),
+        },
+        _ => unreachable!(),
+    };
+    let x = images(&device, 32);
+    let grads = m.extract(x.clone()).sum().backward();
+    assert!(conv(&m).grad(&grads).is_some());
+    let m = m.freeze_backbone();
+    let grads = m.extract(x).sum().backward();
+    assert!(conv(&m).grad(&grads).is_none());
+}
+
+#[test]
+fn linear_siamese_with_identity_is_the_l2_distance() {
+    let device = test_device();
+    let m = LinearTrivialDistanceSiamese::new(3, true, 1.0, &device).unwrap();
+    let a = Tensor::<2>::from_data([[0.0f32, 3.0, 0.0], [1.0, 1.0, 1.0]], &device);
+    let b = Tensor::<2>::from_data([[4.0f32, 0.0, 0.0], [1.0, 1.0, 1.0]], &device);
+    assert_eq!(host(m.forward_embeddings(a, b)), vec![6.0, 1.0]);
+}
+
+/// PyTorch's bilinear `interpolate(scale_factor=s, align_corners=False)`, written per pixel.
+fn naive_bilinear(x: &[f32], c: usize, h: usize, w: usize, s: f64) -> (Vec<f32>, usize, usize) {
+    let (oh, ow) = (
+        (h as f64 * s).floor() as usize,
+        (w as f64 * s).floor() as usize,
+    );
+    let src = |o: usize, n: usize| {
+        let r = ((o as f64 + 0.5) / s - 0.5).max(0.0);
+        let i0 = (r.floor() as usize).min(n - 1);
+        let i1 = (i0 + 1).min(n - 1);
+        (i0, i1, r - i0 as f64)
+    };
+    let mut out = vec![0f32; c * oh * ow];
+    for ch in 0..c {
+        for y in 0..oh {
+            let (y0, y1, ly) = src(y, h);
+            for xx in 0..ow {
+                let (x0, x1, lx) = src(xx, w);
+                let at = |yy: usize, xq: usize| x[ch * h * w + yy * w + xq] as f64;
+                let v = (1.0 - ly) * ((1.0 - lx) * at(y0, x0) + lx * at(y0, x1))
+                    + ly * ((1.0 - lx) * at(y1, x0) + lx * at(y1, x1));
+                out[ch * oh * ow + y * ow + xx] = v as f32;
+            }
+        }
+    }
+    (out, oh, ow)
+}
+
+#[test]
+fn multi_scale_is_the_mean_over_three_bilinear_scales() {
+    let device = test_device();
+    let plain = tiny_vit().init(&device).unwrap();
+    let ms = oml_models::ViTExtractor {
+        model: plain.model.clone(),
+        config: tiny_vit().with_multi_scale(true),
+    };
+    // 64×64 → 45×45 (1/√2) and 32×32 (1/2): both divisible by 8 after DINO's floor.
+    let data = values(3 * 64 * 64, 51, 1.0);
+    let x = Tensor::<4>::from_data(TensorData::new(data.clone(), [1, 3, 64, 64]), &device);
+    let mut want = host(plain.extract(x.clone()));
+    for s in [1.0 / 2f64.sqrt(), 0.5] {
+        let (d, oh, ow) = naive_bilinear(&data, 3, 64, 64, s);
+        let y = Tensor::<4>::from_data(TensorData::new(d, [1, 3, oh, ow]), &device);
+        for (w, v) in want.iter_mut().zip(host(plain.extract(y))) {
+            *w += v;
+        }
+    }
+    want.iter_mut().for_each(|w| *w /= 3.0);
+    let got = host(ms.extract(x));
+    assert!(max_diff(&got, &want) < 1e-4, "{}", max_diff(&got, &want));
+}

@@ -1,0 +1,421 @@
+//! `oml eval`: retrieval metrics of given embeddings on an OML-format dataset CSV.
+//!
+//! Reads `D.csv` (OML's dataframe: `label, path, split, is_query, is_gallery[, category]
+//! [, sequence]`; `split` may be absent, then every row is evaluated) and `E.npy` (float32 or
+//! float64 `[rows, dim]`, one row per CSV row), keeps the rows of `--split`, and prints OML's
+//! metrics report. Every problem is an error naming its file, row, column and value; nothing
+//! is written unless everything succeeded (`--output` is replaced atomically).
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use oml::datasets::dataframe::{ReadOptions, Split, read_dataframe};
+use oml::datasets::npy::read_npy;
+use oml::interfaces::{MetricsReport, OVERALL};
+use oml::metrics::{EvalHooks, MetricsConfig, NoGtPrecision, QueryGalleryMeta, evaluate};
+use oml::retrieval::KnnConfig;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Report format.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object keyed like OML's metrics dict (`null` for NaN).
+    Json,
+    /// An aligned table for people.
+    Table,
+}
+
+/// Split of the rows to evaluate.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SplitArg {
+    /// `split == validation` rows.
+    Validation,
+    /// `split == train` rows (they need query/gallery flags to be evaluable).
+    Train,
+}
+
+/// Arguments of `oml eval`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Embeddings, `.npy` float32/float64 `[rows, dim]`, one row per CSV row.
+    #[arg(long)]
+    pub embeddings: PathBuf,
+    /// Dataset CSV in OML's format.
+    #[arg(long)]
+    pub dataset: PathBuf,
+    /// k of cmc@k, comma-separated ("" for none).
+    #[arg(long, default_value = "1,5", allow_hyphen_values = true)]
+    pub cmc: String,
+    /// k of precision@k, comma-separated ("" for none).
+    #[arg(long, default_value = "5", allow_hyphen_values = true)]
+    pub precision: String,
+    /// k of map@k, comma-separated ("" for none).
+    #[arg(long, default_value = "5", allow_hyphen_values = true)]
+    pub map: String,
+    /// k of ndcg@k, comma-separated (beyond OML; none by default).
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    pub ndcg: String,
+    /// k of mrr@k, comma-separated (beyond OML; none by default).
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    pub mrr: String,
+    /// Also MAP@R and R-precision (beyond OML; retrieves max(k, n_gt) items per query).
+    #[arg(long)]
+    pub r_metrics: bool,
+    /// FMR values in [0, 1] of fnmr@fmr, comma-separated (none by default).
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    pub fmr: String,
+    /// Variance shares in [0, 1] of pcf, comma-separated ("" for none).
+    #[arg(long, default_value = "0.5", allow_hyphen_values = true)]
+    pub pcf: String,
+    /// Rows to evaluate (ignored when the CSV has no `split` column).
+    #[arg(long, value_enum, default_value = "validation")]
+    pub split: SplitArg,
+    /// Output format (default: table on a terminal, json otherwise).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Write the report to this file (atomically) instead of stdout.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// precision@k of queries without relevant items is NaN (`null`), exactly as OML 4.0;
+    /// by default it is 0.
+    #[arg(long)]
+    pub nan_precision: bool,
+    /// Backend: flex, ndarray, wgpu (default: BURN_DEVICE, else the CPU backend).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Rows per kNN block (memory ~ block² × 4 bytes).
+    #[arg(long, default_value_t = oml::retrieval::knn::DEFAULT_BLOCK_SIZE)]
+    pub block_size: usize,
+}
+
+/// Parses `1,5` into `[1, 5]`; `k` must be a positive integer.
+fn parse_ks(flag: &str, text: &str) -> Result<Vec<usize>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| match s.parse::<usize>() {
+            Ok(0) => bail!("--{flag}: k = 0 is not allowed (every k must be a positive integer)"),
+            Ok(k) => Ok(k),
+            Err(_) => bail!("--{flag}: `{s}` is not a positive integer"),
+        })
+        .collect()
+}
+
+/// Parses `0.1,0.5` into fractions in `[0, 1]`.
+fn parse_fractions(flag: &str, text: &str) -> Result<Vec<f64>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| match s.parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+            Ok(v) => bail!("--{flag}: {v} is outside [0, 1]"),
+            Err(_) => bail!("--{flag}: `{s}` is not a number"),
+        })
+        .collect()
+}
+
+/// The data of the evaluated rows.
+struct Loaded {
+    embeddings: Vec<f32>,
+    dim: usize,
+    meta: QueryGalleryMeta,
+    warnings: Vec<String>,
+}
+
+fn load(args: &Args) -> Result<Loaded> {
+    let options = ReadOptions {
+        require_split: false,
+        require_query_labels_in_gallery: false,
+        ..Default::default()
+    };
+    let df = read_dataframe(&args.dataset, &options)?;
+    let npy = read_npy(&args.embeddings)?;
+    let [rows, dim] = npy.dims2(&args.embeddings)?;
+    if !npy.is_float() {
+        bail!(
+            "{}: dtype {} is not a float type: embeddings must be float32 or float64",
+            args.embeddings.display(),
+            npy.dtype
+        );
+    }
+    if rows != df.rows.len() {
+        bail!(
+            "{} has {rows} rows but {} has {} data rows: there must be one embedding per CSV row",
+            args.embeddings.display(),
+            args.dataset.display(),
+            df.rows.len()
+        );
+    }
+    if dim == 0 {
+        bail!("{}: embeddings have dimension 0", args.embeddings.display());
+    }
+    if let Some(p) = npy.data.iter().position(|x| !x.is_finite()) {
+        let (r, c) = (p / dim, p % dim);
+        bail!(
+            "{}: row {r} (CSV row {}), column {c} is {}: embeddings must be finite",
+            args.embeddings.display(),
+            df.rows[r].row,
+            npy.data[p]
+        );
+    }
+    let split = match args.split {
+        SplitArg::Validation => Split::Validation,
+        SplitArg::Train => Split::Train,
+    };
+    let keep: Vec<usize> = (0..rows)
+        .filter(|&i| !df.columns.split || df.rows[i].split == split)
+        .collect();
+    if keep.is_empty() {
+        bail!("{}: no row has split `{split}`", args.dataset.display());
+    }
+    let mut embeddings = Vec::with_capacity(keep.len() * dim);
+    for &i in &keep {
+        embeddings.extend_from_slice(&npy.data[i * dim..(i + 1) * dim]);
+    }
+    let pick = |f: &dyn Fn(usize) -> Option<String>| -> Option<Vec<String>> {
+        keep.iter().map(|&i| f(i)).collect()
+    };
+    let mut meta = QueryGalleryMeta::new(
+        keep.iter().map(|&i| df.rows[i].label).collect(),
+        keep.iter().map(|&i| df.rows[i].is_query).collect(),
+        keep.iter().map(|&i| df.rows[i].is_gallery).collect(),
+    );
+    if df.columns.category {
+        meta.categories = pick(&|i| df.rows[i].category.clone());
+    }
+    if df.columns.sequence {
+        meta.sequences = pick(&|i| df.rows[i].sequence.clone());
+    }
+    if !meta.is_query.iter().any(|&q| q) {
+        bail!(
+            "{}: no row of split `{split}` is a query (is_query is False everywhere)",
+            args.dataset.display()
+        );
+    }
+    if !meta.is_gallery.iter().any(|&g| g) {
+        bail!(
+            "{}: no row of split `{split}` is a gallery item (is_gallery is False everywhere)",
+            args.dataset.display()
+        );
+    }
+    let warnings = df
+        .warnings
+        .iter()
+        .map(|w| format!("{}: {w}", args.dataset.display()))
+        .collect();
+    Ok(Loaded {
+        embeddings,
+        dim,
+        meta,
+        warnings,
+    })
+}
+
+/// The report as an aligned table: one row per metric and parameter, one column per category.
+fn table(report: &MetricsReport) -> String {
+    let mut cats: Vec<&String> = report
+        .categories
+        .keys()
+        .filter(|c| c.as_str() != OVERALL)
+        .collect();
+    cats.sort();
+    let overall = OVERALL.to_string();
+    let cats: Vec<&String> = std::iter::once(&overall).chain(cats).collect();
+    // OML's metrics first, in its order, then the others.
+    const ORDER: [&str; 9] = [
+        "cmc",
+        "precision",
+        "map",
+        "ndcg",
+        "mrr",
+        "map_at_r",
+        "r_precision",
+        "fnmr@fmr",
+        "pcf",
+    ];
+    let mut rows: Vec<(String, String)> = Vec::new();
+    if let Some(m) = report.overall() {
+        let mut names: Vec<&String> = m.keys().collect();
+        names.sort_by_key(|n| {
+            (
+                ORDER.iter().position(|o| o == n).unwrap_or(ORDER.len()),
+                n.to_string(),
+            )
+        });
+        for name in names {
+            let mut ps: Vec<&String> = m[name].keys().collect();
+            ps.sort_by(|a, b| match (a.parse::<f64>(), b.parse::<f64>()) {
+                (Ok(x), Ok(y)) => x.total_cmp(&y),
+                _ => a.cmp(b),
+            });
+            rows.extend(ps.into_iter().map(|p| (name.clone(), p.clone())));
+        }
+    }
+    let cell = |c: &str, m: &str, p: &str| match report.get(c, m, p) {
+        Some(v) if v.is_nan() => "nan".to_string(),
+        Some(v) => format!("{v:.4}"),
+        None => "-".to_string(),
+    };
+    let mut lines = vec![
+        std::iter::once("metric".to_string())
+            .chain(cats.iter().map(|c| c.to_string()))
+            .collect::<Vec<_>>(),
+    ];
+    for (m, p) in &rows {
+        let label = if m.contains('@') {
+            format!("{m}={p}")
+        } else {
+            format!("{m}@{p}")
+        };
+        let mut line = vec![label];
+        line.extend(cats.iter().map(|c| cell(c, m, p)));
+        lines.push(line);
+    }
+    let widths: Vec<usize> = (0..lines[0].len())
+        .map(|j| {
+            lines
+                .iter()
+                .map(|l| l[j].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    lines
+        .iter()
+        .map(|l| {
+            l.iter()
+                .enumerate()
+                .map(|(j, s)| {
+                    if j == 0 {
+                        format!("{s:<w$}", w = widths[j])
+                    } else {
+                        format!("{s:>w$}", w = widths[j])
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("  ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// Replaces `path` with `content` atomically (temporary file in the same folder, then rename).
+fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    tmp.write_all(content)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {}", path.display(), e.error))?;
+    Ok(())
+}
+
+/// Runs `oml eval`.
+pub fn run(args: Args) -> Result<()> {
+    let config = MetricsConfig {
+        cmc_top_k: parse_ks("cmc", &args.cmc)?,
+        precision_top_k: parse_ks("precision", &args.precision)?,
+        map_top_k: parse_ks("map", &args.map)?,
+        ndcg_top_k: parse_ks("ndcg", &args.ndcg)?,
+        mrr_top_k: parse_ks("mrr", &args.mrr)?,
+        map_at_r: args.r_metrics,
+        r_precision: args.r_metrics,
+        fmr_vals: parse_fractions("fmr", &args.fmr)?,
+        pcf_variance: parse_fractions("pcf", &args.pcf)?,
+        no_gt_precision: if args.nan_precision {
+            NoGtPrecision::Nan
+        } else {
+            NoGtPrecision::Zero
+        },
+        knn: KnnConfig {
+            block_size: args.block_size.max(1),
+        },
+        ..MetricsConfig::default()
+    };
+    config.validate()?;
+    if args.block_size == 0 {
+        bail!("--block-size: must be at least 1");
+    }
+    let format = args.format.unwrap_or(
+        if args.output.is_none() && std::io::stdout().is_terminal() {
+            Format::Table
+        } else {
+            Format::Json
+        },
+    );
+    let device = oml::interfaces::device::select_device(args.device.as_deref())?;
+
+    let t0 = Instant::now();
+    let data = load(&args)?;
+    for w in &data.warnings {
+        eprintln!("warning: {w}");
+    }
+    let bar = ProgressBar::hidden();
+    let n_q = data.meta.is_query.iter().filter(|&&q| q).count() as u64;
+    let n_g = data.meta.is_gallery.iter().filter(|&&g| g).count() as u64;
+    // Only long searches get a bar (it draws on stderr, and only on a terminal).
+    if n_q * n_g > 50_000_000 && std::io::stderr().is_terminal() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} distances {bar:40} {pos}/{len} blocks ({eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+    }
+    let progress = |done: u64, total: u64| {
+        bar.set_length(total);
+        bar.set_position(done);
+    };
+    let hooks = EvalHooks {
+        postprocessor: None,
+        progress: Some(&progress),
+    };
+    let eval = evaluate(
+        &data.embeddings,
+        data.dim,
+        &data.meta,
+        &config,
+        &device,
+        &hooks,
+    )?;
+    bar.finish_and_clear();
+    let without = eval.n_queries_without_gt();
+    if without > 0 {
+        let rule = if args.nan_precision {
+            "NaN (null)"
+        } else {
+            "0"
+        };
+        eprintln!(
+            "warning: {without} of {n_q} queries have no relevant gallery item (label absent from the gallery, \
+             or only in their own sequence); cmc and map count them as 0, precision as {rule}"
+        );
+    }
+    let text = match format {
+        Format::Json => serde_json::to_string(&eval.report)? + "\n",
+        Format::Table => table(&eval.report),
+    };
+    match &args.output {
+        Some(path) => write_atomic(path, text.as_bytes())?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+        }
+    }
+    eprintln!(
+        "evaluated {} items ({n_q} queries, {n_g} gallery, dim {}) in {:.3} s",
+        data.meta.len(),
+        data.dim,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

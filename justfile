@@ -23,7 +23,7 @@ doc:
 
 # Benchmarks: one JSON line per measurement.
 bench *ARGS:
-    cargo run --release -p oml-bench -- {{ARGS}}
+    cargo run -p oml-bench -- {{ARGS}}
 
 ci:
     bash .ci/run

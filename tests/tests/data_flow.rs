@@ -36,6 +36,9 @@ fn pk_batches_train_an_embedding_with_a_mined_triplet_loss() {
     let (dim, out) = (8, 4);
     let (x, labels) = mixed_clusters(6, 12, dim, 7);
     let device = test_device().autodiff();
+    // Burn's CPU backends draw initial weights from one process-wide generator: seed it so the
+    // starting point (and so the test) is the same on every run.
+    device.seed(11);
     let xs = Tensor::<2>::from_data(TensorData::new(x.clone(), [labels.len(), dim]), &device);
 
     let sampler = BalanceSampler::new(&labels, 3, 4).unwrap().with_seed(3);
@@ -83,5 +86,5 @@ fn pk_batches_train_an_embedding_with_a_mined_triplet_loss() {
         last_epoch_loss < 0.5 * first,
         "loss went {first} -> {last_epoch_loss}"
     );
-    assert!(after >= before + 0.2, "CMC@1 went {before} -> {after}");
+    assert!(after >= before + 0.1 && after >= 0.8, "CMC@1 went {before} -> {after}");
 }

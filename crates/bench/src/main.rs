@@ -9,7 +9,11 @@ mod report;
 mod suites;
 
 #[derive(Parser, Debug)]
-#[command(name = "oml-bench", version, about = "oml-rs benchmarks (JSON lines on stdout)")]
+#[command(
+    name = "oml-bench",
+    version,
+    about = "oml-rs benchmarks (JSON lines on stdout)"
+)]
 struct Cli {
     /// Backend: flex, ndarray, wgpu (default: BURN_DEVICE, else the default CPU backend).
     #[arg(long, global = true)]

@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 mod commands;
 
 #[derive(Parser, Debug)]
-#[command(name = "oml", version, about = "OpenMetricLearning for Rust: train and evaluate embedding models for retrieval")]
+#[command(
+    name = "oml",
+    version,
+    about = "OpenMetricLearning for Rust: train and evaluate embedding models for retrieval"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -16,11 +20,23 @@ struct Cli {
 enum Command {
     /// Retrieval metrics of given embeddings on an OML-format dataset CSV.
     Eval(commands::eval::Args),
+    /// Train an extractor from a YAML config; writes a run folder and prints its path.
+    Train(commands::train::Args),
+    /// Metrics of an extractor on a dataset's validation split.
+    Validate(commands::validate::Args),
+    /// Embeddings of every image under a folder.
+    Predict(commands::predict::Args),
+    /// Train a pairwise re-ranker on a frozen extractor's results; prints the run folder's path.
+    TrainPostprocessor(commands::train_postprocessor::Args),
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Eval(a) => commands::eval::run(a),
+        Command::Train(a) => commands::train::run(a),
+        Command::Validate(a) => commands::validate::run(a),
+        Command::Predict(a) => commands::predict::run(a),
+        Command::TrainPostprocessor(a) => commands::train_postprocessor::run(a),
     }
 }

@@ -63,8 +63,14 @@ const MAGIC: &[u8] = b"\x93NUMPY";
 /// Reads an `.npy` file.
 pub fn read_npy(path: impl AsRef<Path>) -> Result<NpyArray, NpyError> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| NpyError::Io { path: path.into(), source })?;
-    parse_npy(&bytes).map_err(|message| NpyError::Format { path: path.into(), message })
+    let bytes = std::fs::read(path).map_err(|source| NpyError::Io {
+        path: path.into(),
+        source,
+    })?;
+    parse_npy(&bytes).map_err(|message| NpyError::Format {
+        path: path.into(),
+        message,
+    })
 }
 
 /// Parses the bytes of an `.npy` file; the error is a message without the path.
@@ -79,11 +85,17 @@ pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray, String> {
             if bytes.len() < 12 {
                 return Err("truncated header".into());
             }
-            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+            (
+                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                12,
+            )
         }
         v => return Err(format!("unsupported .npy format version {v}")),
     };
-    let end = start.checked_add(header_len).filter(|&e| e <= bytes.len()).ok_or("truncated header")?;
+    let end = start
+        .checked_add(header_len)
+        .filter(|&e| e <= bytes.len())
+        .ok_or("truncated header")?;
     let header = std::str::from_utf8(&bytes[start..end]).map_err(|_| "header is not text")?;
     let descr = dict_value(header, "descr").ok_or("header has no 'descr'")?;
     let descr = descr.trim_matches(|c| c == '\'' || c == '"').to_string();
@@ -95,7 +107,10 @@ pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray, String> {
     };
     let shape_text = dict_value(header, "shape").ok_or("header has no 'shape'")?;
     let shape = parse_shape(&shape_text)?;
-    let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or("shape overflows")?;
+    let count = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or("shape overflows")?;
 
     let (endian, kind, size) = split_descr(&descr)?;
     let body = &bytes[end..];
@@ -132,7 +147,11 @@ pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray, String> {
     if fortran && shape.len() > 1 {
         data = fortran_to_c(&data, &shape);
     }
-    Ok(NpyArray { shape, data, dtype: descr })
+    Ok(NpyArray {
+        shape,
+        data,
+        dtype: descr,
+    })
 }
 
 /// Writes `data` (row-major, `shape`) as a little-endian `<f4` `.npy` file, atomically.
@@ -142,12 +161,21 @@ pub fn write_npy(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Resul
     if expected != data.len() {
         return Err(NpyError::Format {
             path: path.into(),
-            message: format!("shape {shape:?} needs {expected} values, got {}", data.len()),
+            message: format!(
+                "shape {shape:?} needs {expected} values, got {}",
+                data.len()
+            ),
         });
     }
     let shape_text = match shape {
         [d] => format!("({d},)"),
-        dims => format!("({})", dims.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")),
+        dims => format!(
+            "({})",
+            dims.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
     // Pad so that the data starts on a 64-byte boundary, ending the header with a newline.
@@ -167,9 +195,18 @@ pub fn write_npy(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Resul
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NpyError> {
-    let io = |source| NpyError::Io { path: path.into(), source };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let io = |source| NpyError::Io {
+        path: path.into(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -186,7 +223,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NpyError> {
 fn dict_value(header: &str, key: &str) -> Option<String> {
     let k1 = format!("'{key}'");
     let k2 = format!("\"{key}\"");
-    let pos = header.find(&k1).map(|p| p + k1.len()).or_else(|| header.find(&k2).map(|p| p + k2.len()))?;
+    let pos = header
+        .find(&k1)
+        .map(|p| p + k1.len())
+        .or_else(|| header.find(&k2).map(|p| p + k2.len()))?;
     let rest = header[pos..].trim_start().strip_prefix(':')?.trim_start();
     if rest.starts_with('(') {
         let close = rest.find(')')?;
@@ -197,12 +237,20 @@ fn dict_value(header: &str, key: &str) -> Option<String> {
 }
 
 fn parse_shape(text: &str) -> Result<Vec<usize>, String> {
-    let inner = text.trim().strip_prefix('(').and_then(|t| t.strip_suffix(')')).ok_or("bad shape")?;
+    let inner = text
+        .trim()
+        .strip_prefix('(')
+        .and_then(|t| t.strip_suffix(')'))
+        .ok_or("bad shape")?;
     inner
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.trim_end_matches('L').parse::<usize>().map_err(|_| format!("bad shape entry {s:?}")))
+        .map(|s| {
+            s.trim_end_matches('L')
+                .parse::<usize>()
+                .map_err(|_| format!("bad shape entry {s:?}"))
+        })
         .collect()
 }
 
@@ -215,9 +263,16 @@ fn split_descr(descr: &str) -> Result<(char, char, usize), String> {
         ('<', descr)
     };
     let kind = rest.chars().next().ok_or("empty dtype")?;
-    let size: usize = rest[1..].parse().map_err(|_| format!("unsupported dtype {descr}"))?;
-    if !matches!(kind, 'f' | 'i' | 'u' | 'b') || !matches!(size, 1 | 2 | 4 | 8) || (kind == 'f' && size < 4) {
-        return Err(format!("unsupported dtype {descr}: expected float32/float64 or integers"));
+    let size: usize = rest[1..]
+        .parse()
+        .map_err(|_| format!("unsupported dtype {descr}"))?;
+    if !matches!(kind, 'f' | 'i' | 'u' | 'b')
+        || !matches!(size, 1 | 2 | 4 | 8)
+        || (kind == 'f' && size < 4)
+    {
+        return Err(format!(
+            "unsupported dtype {descr}: expected float32/float64 or integers"
+        ));
     }
     Ok((endian, kind, size))
 }
@@ -232,7 +287,13 @@ fn fortran_to_c(data: &[f32], shape: &[usize]) -> Vec<f32> {
     let mut out = Vec::with_capacity(data.len());
     let mut idx = vec![0usize; n];
     for _ in 0..data.len() {
-        out.push(data[idx.iter().zip(&f_strides).map(|(i, s)| i * s).sum::<usize>()]);
+        out.push(
+            data[idx
+                .iter()
+                .zip(&f_strides)
+                .map(|(i, s)| i * s)
+                .sum::<usize>()],
+        );
         for ax in (0..n).rev() {
             idx[ax] += 1;
             if idx[ax] < shape[ax] {
@@ -249,7 +310,10 @@ mod tests {
     use super::*;
 
     fn raw(descr: &str, fortran: bool, shape: &str, body: &[u8]) -> Vec<u8> {
-        let header = format!("{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}\n", if fortran { "True" } else { "False" });
+        let header = format!(
+            "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}\n",
+            if fortran { "True" } else { "False" }
+        );
         let mut b = MAGIC.to_vec();
         b.extend_from_slice(&[1, 0]);
         b.extend_from_slice(&(header.len() as u16).to_le_bytes());
@@ -275,16 +339,28 @@ mod tests {
 
     #[test]
     fn reads_f64_big_endian_int_and_fortran() {
-        let body: Vec<u8> = [1.5f64, -2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
-        assert_eq!(parse_npy(&raw("<f8", false, "(2,)", &body)).unwrap().data, vec![1.5, -2.0]);
+        let body: Vec<u8> = [1.5f64, -2.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(
+            parse_npy(&raw("<f8", false, "(2,)", &body)).unwrap().data,
+            vec![1.5, -2.0]
+        );
         let body: Vec<u8> = [3.0f32].iter().flat_map(|v| v.to_be_bytes()).collect();
-        assert_eq!(parse_npy(&raw(">f4", false, "(1,)", &body)).unwrap().data, vec![3.0]);
+        assert_eq!(
+            parse_npy(&raw(">f4", false, "(1,)", &body)).unwrap().data,
+            vec![3.0]
+        );
         let body: Vec<u8> = [7i64, -1].iter().flat_map(|v| v.to_le_bytes()).collect();
         let a = parse_npy(&raw("<i8", false, "(2,)", &body)).unwrap();
         assert_eq!(a.data, vec![7.0, -1.0]);
         assert!(!a.is_float());
         // Fortran order [[1, 2, 3], [4, 5, 6]] is stored column by column.
-        let body: Vec<u8> = [1f32, 4., 2., 5., 3., 6.].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let body: Vec<u8> = [1f32, 4., 2., 5., 3., 6.]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         let a = parse_npy(&raw("<f4", true, "(2, 3)", &body)).unwrap();
         assert_eq!(a.data, vec![1., 2., 3., 4., 5., 6.]);
     }
@@ -293,12 +369,24 @@ mod tests {
     fn bad_files_are_errors_naming_the_problem() {
         assert!(parse_npy(b"hello").unwrap_err().contains("magic"));
         let body: Vec<u8> = [1f32].iter().flat_map(|v| v.to_le_bytes()).collect();
-        assert!(parse_npy(&raw("<f4", false, "(2, 2)", &body)).unwrap_err().contains("truncated data"));
-        assert!(parse_npy(&raw("<U3", false, "(1,)", b"abc")).unwrap_err().contains("unsupported dtype"));
+        assert!(
+            parse_npy(&raw("<f4", false, "(2, 2)", &body))
+                .unwrap_err()
+                .contains("truncated data")
+        );
+        assert!(
+            parse_npy(&raw("<U3", false, "(1,)", b"abc"))
+                .unwrap_err()
+                .contains("unsupported dtype")
+        );
         let e = read_npy("/nonexistent/e.npy").unwrap_err();
         assert!(e.to_string().contains("/nonexistent/e.npy"), "{e}");
         let p = Path::new("x.npy");
-        let a = NpyArray { shape: vec![3], data: vec![0.0; 3], dtype: "<f4".into() };
+        let a = NpyArray {
+            shape: vec![3],
+            data: vec![0.0; 3],
+            dtype: "<f4".into(),
+        };
         assert!(a.dims2(p).unwrap_err().to_string().contains("shape [3]"));
     }
 
@@ -311,10 +399,17 @@ mod tests {
         let json = std::fs::read_to_string(dir.join("case_101_00.json")).unwrap();
         // The JSON twin starts with the embeddings: its first row holds `dim` numbers.
         let first_row = json.split("[[").nth(1).unwrap().split(']').next().unwrap();
-        let first: Vec<f32> = first_row.split(',').map(|v| v.trim().parse().unwrap()).collect();
+        let first: Vec<f32> = first_row
+            .split(',')
+            .map(|v| v.trim().parse().unwrap())
+            .collect();
         assert_eq!(first.len(), dim);
         assert_eq!(&a.data[..dim], first.as_slice());
-        let csv_rows = std::fs::read_to_string(dir.join("case_101_00.csv")).unwrap().lines().count() - 1;
+        let csv_rows = std::fs::read_to_string(dir.join("case_101_00.csv"))
+            .unwrap()
+            .lines()
+            .count()
+            - 1;
         assert_eq!(rows, csv_rows);
     }
 }

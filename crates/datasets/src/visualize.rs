@@ -475,5 +475,4 @@ mod tests {
             (Some(&1), Some(&(1 + text_width("T1", 1) - 1 - 1)))
         );
     }
-
 }

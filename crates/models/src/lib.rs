@@ -56,6 +56,7 @@ pub mod ops;
 pub mod projection;
 pub mod resnet;
 pub mod siamese;
+pub mod small_cnn;
 pub mod vit;
 pub mod zoo;
 

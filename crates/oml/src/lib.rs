@@ -22,9 +22,9 @@
 //! # Ok::<(), oml::interfaces::DeviceError>(())
 //! ```
 
-pub use oml_interfaces as interfaces;
 #[cfg(feature = "datasets")]
 pub use oml_datasets as datasets;
+pub use oml_interfaces as interfaces;
 #[cfg(feature = "logging")]
 pub use oml_logging as logging;
 #[cfg(feature = "metrics")]

@@ -27,14 +27,17 @@ pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
     let a = Tensor::<2>::random([n, d], Distribution::Normal(0.0, 1.0), device);
     let b = Tensor::<2>::random([n, d], Distribution::Normal(0.0, 1.0), device);
     let backend = format!("{device:?}");
-    let params = |op: &str| serde_json::json!({"op": op, "n": n, "dim": d, "k": k, "device": backend});
+    let params =
+        |op: &str| serde_json::json!({"op": op, "n": n, "dim": d, "k": k, "device": backend});
     measure("ops", params("matmul"), 1, args.repeats, || {
         let _ = a.clone().matmul(b.clone().transpose()).into_data();
     });
     let cdist = |a: Tensor<2>, b: Tensor<2>| {
         let an = a.clone().square().sum_dim(1);
         let bn = b.clone().square().sum_dim(1).transpose();
-        (a.matmul(b.transpose()) * -2.0 + an + bn).clamp_min(0.0).sqrt()
+        (a.matmul(b.transpose()) * -2.0 + an + bn)
+            .clamp_min(0.0)
+            .sqrt()
     };
     measure("ops", params("cdist"), 1, args.repeats, || {
         let _ = cdist(a.clone(), b.clone()).into_data();

@@ -479,7 +479,6 @@ fn write_local(dir: &Path, rel_path: &str, body: &[u8]) -> Result<(), MlflowErro
 mod tests {
     use super::*;
 
-
     #[test]
     fn artifact_targets() {
         let run = |uri: &str| RunInfo {

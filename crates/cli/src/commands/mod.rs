@@ -1,0 +1,7 @@
+//! One module per subcommand.
+
+pub mod eval;
+pub mod predict;
+pub mod train;
+pub mod train_postprocessor;
+pub mod validate;

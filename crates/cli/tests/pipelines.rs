@@ -1,0 +1,416 @@
+//! End-to-end runs of `oml train`, `oml validate`, `oml predict` and `oml eval` through the
+//! binary, on a few hundred Fashion-MNIST images of the repository's `data/fashion-mnist`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use oml::interfaces::MetricsReport;
+
+const OML: &str = env!("CARGO_BIN_EXE_oml");
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn run(args: &[&str], cwd: &Path) -> Output {
+    let out = Command::new(OML)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run oml");
+    assert!(
+        out.status.success(),
+        "oml {args:?} failed:\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn run_folder(stdout: &[u8]) -> PathBuf {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("run folder: "))
+        .unwrap_or_else(|| panic!("no run folder in:\n{text}"));
+    PathBuf::from(line.trim())
+}
+
+fn read_report(path: &Path) -> MetricsReport {
+    serde_json::from_slice(
+        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
+}
+
+fn assert_close(a: &MetricsReport, b: &MetricsReport, tol: f64) {
+    let (fa, fb) = (a.flatten(), b.flatten());
+    assert_eq!(
+        fa.iter().map(|x| &x.0).collect::<Vec<_>>(),
+        fb.iter().map(|x| &x.0).collect::<Vec<_>>(),
+        "{a:?} vs {b:?}"
+    );
+    for ((k, x), (_, y)) in fa.iter().zip(&fb) {
+        assert!((x - y).abs() <= tol, "{k}: {x} vs {y}");
+    }
+}
+
+/// A training config on the first `limit` images of the shipped split (classes 0–4 train,
+/// 5–9 validate), converted into `dir/data` on first use.
+fn train_config(dir: &Path, limit: usize, epochs: usize, extra: &str) -> PathBuf {
+    let text = format!(
+        "
+seed: 3
+dataset_root: {data}
+prepare_data: {{name: fashion_mnist, args: {{source: {src}, limit: {limit}}}}}
+cache_size: 2000
+max_epochs: {epochs}
+valid_period: 1
+log_images: true
+bs_val: 64
+sampler: {{name: balance, args: {{n_labels: 5, n_instances: 8}}}}
+extractor: {{name: small_cnn, args: {{feat_dim: 16, channels: [8, 16, 16]}}}}
+criterion: {{name: triplet_with_miner, args: {{margin: 0.2, need_logs: true, miner: {{name: hard_triplets}}}}}}
+optimizer: {{name: adam, args: {{lr: 0.001}}}}
+metric_args: {{cmc_top_k: [1, 5], precision_top_k: [5], map_top_k: [5], pcf_variance: [0.5]}}
+logs_root: {runs}
+{extra}
+",
+        data = dir.join("data").display(),
+        src = repo().join("data/fashion-mnist").display(),
+        runs = dir.join("runs").display(),
+    );
+    let path = dir.join("train.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn write_npy(path: &Path, rows: usize, dim: usize, data: &[f32]) {
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}");
+    header.push_str(&" ".repeat((64 - (11 + header.len()) % 64) % 64));
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    data.iter()
+        .for_each(|v| bytes.extend_from_slice(&v.to_le_bytes()));
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn train_validate_predict_and_eval_agree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = train_config(dir, 300, 2, "");
+    let out = run(&["train", config.to_str().unwrap(), "--device", "cpu"], dir);
+    let run_dir = run_folder(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("before training:") && stdout.contains("OVERALL/cmc/1"),
+        "{stdout}"
+    );
+
+    // the run folder: config copy, logs, checkpoints, figures, metrics.json
+    for f in [
+        "config.yaml",
+        "state.json",
+        "history.json",
+        "metrics.json",
+        "experiment.log",
+        "checkpoints/best.bpk",
+        "checkpoints/last.bpk",
+    ] {
+        assert!(
+            run_dir.join(f).is_file(),
+            "missing {f} in {}",
+            run_dir.display()
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("config.yaml")).unwrap(),
+        std::fs::read_to_string(&config).unwrap()
+    );
+    let tb = std::fs::read_dir(run_dir.join("tensorboard"))
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("a TensorBoard event file");
+    assert!(
+        tb.file_name()
+            .to_string_lossy()
+            .starts_with("events.out.tfevents")
+    );
+    let grids = run_dir.join("figures/image_logs/top 5 worst by OVERALL_cmc_1");
+    assert!(
+        grids.join("step_000002.png").is_file(),
+        "no worst-queries grid in {}",
+        grids.display()
+    );
+    let trained = read_report(&run_dir.join("metrics.json"));
+
+    // oml validate on the last checkpoint gives training's final report
+    let root = dir.join("data");
+    let vconfig = dir.join("validate.yaml");
+    std::fs::write(
+        &vconfig,
+        format!(
+            "dataset_root: {}\nbs_val: 37\nextractor: {{name: small_cnn, args: {{feat_dim: 16, channels: [8, 16, 16]}}, weights: {}}}\nmetric_args: {{cmc_top_k: [1, 5]}}\n",
+            root.display(),
+            run_dir.join("checkpoints/last.bpk").display()
+        ),
+    )
+    .unwrap();
+    let v = run(&["validate", vconfig.to_str().unwrap(), "--json"], dir);
+    let validated: MetricsReport = serde_json::from_slice(&v.stdout).unwrap();
+    assert_close(&validated, &trained, 1e-6);
+
+    // oml predict embeds every image; oml eval of those embeddings gives the same report
+    let pconfig = dir.join("predict.yaml");
+    std::fs::write(
+        &pconfig,
+        format!(
+            "data_dir: {}\nsave_dir: {}\nbs: 50\nextractor: {{name: small_cnn, args: {{feat_dim: 16, channels: [8, 16, 16]}}, weights: {}}}\n",
+            root.join("images").display(),
+            dir.join("pred").display(),
+            run_dir.join("checkpoints/last.bpk").display()
+        ),
+    )
+    .unwrap();
+    run(&["predict", pconfig.to_str().unwrap()], dir);
+    let predictions: HashMap<String, Vec<f32>> =
+        serde_json::from_slice(&std::fs::read(dir.join("pred/predictions.json")).unwrap()).unwrap();
+    assert_eq!(predictions.len(), 300);
+    let paths_csv = std::fs::read_to_string(dir.join("pred/paths.csv")).unwrap();
+    assert_eq!(paths_csv.lines().count(), 301);
+    let mut reader = csv::Reader::from_path(root.join("df.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let path_col = headers.iter().position(|h| h == "path").unwrap();
+    let mut aligned = Vec::new();
+    let mut rows = 0;
+    for rec in reader.records() {
+        let rec = rec.unwrap();
+        let key = root.join(&rec[path_col]).display().to_string();
+        aligned.extend_from_slice(
+            predictions
+                .get(&key)
+                .unwrap_or_else(|| panic!("no prediction for {key}")),
+        );
+        rows += 1;
+    }
+    write_npy(&dir.join("aligned.npy"), rows, 16, &aligned);
+    let report = dir.join("eval.json");
+    run(
+        &[
+            "eval",
+            "--embeddings",
+            dir.join("aligned.npy").to_str().unwrap(),
+            "--dataset",
+            root.join("df.csv").to_str().unwrap(),
+            "--format",
+            "json",
+            "--output",
+            report.to_str().unwrap(),
+        ],
+        dir,
+    );
+    assert_close(&read_report(&report), &trained, 1e-5);
+
+    // oml train-postprocessor: a re-ranker over the same frozen extractor
+    let post = dir.join("post.yaml");
+    std::fs::write(
+        &post,
+        format!(
+            "dataset_root: {data}\nlogs_root: {runs}\nmax_epochs: 1\nbatch_size_inference: 64\n\
+             extractor: {{name: small_cnn, args: {{feat_dim: 16, channels: [8, 16, 16]}}, weights: {w}}}\n\
+             postprocessor: {{name: pairwise_reranker, args: {{top_n: 3, pairwise_model: {{name: linear_siamese, args: {{feat_dim: 16, identity_init: true}}}}}}}}\n\
+             sampler: {{name: balance, args: {{n_labels: 5, n_instances: 4}}}}\n\
+             optimizer: {{name: adam, args: {{lr: 0.001}}}}\nmetric_args: {{cmc_top_k: [1, 5]}}\n",
+            data = root.display(),
+            runs = dir.join("post_runs").display(),
+            w = run_dir.join("checkpoints/last.bpk").display()
+        ),
+    )
+    .unwrap();
+    let out = run(&["train-postprocessor", post.to_str().unwrap()], dir);
+    let post_dir = run_folder(&out.stdout);
+    assert!(
+        post_dir.join("checkpoints/best.bpk").is_file() && post_dir.join("metrics.json").is_file()
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("re-ranked"), "{stdout}");
+
+    // --weights overrides the config's weights
+    let v2 = run(
+        &[
+            "validate",
+            vconfig.to_str().unwrap(),
+            "--json",
+            "--weights",
+            run_dir.join("checkpoints/best.bpk").to_str().unwrap(),
+        ],
+        dir,
+    );
+    let best: MetricsReport = serde_json::from_slice(&v2.stdout).unwrap();
+    let best_json = run_dir.join("metrics_best.json");
+    assert_close(&best, &read_report(&best_json), 1e-6);
+}
+
+fn complete_epochs(ckpt: &Path) -> Vec<usize> {
+    let mut out: Vec<usize> = std::fs::read_dir(ckpt)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n.strip_prefix("scheduler-")?
+                        .strip_suffix(".bpk")?
+                        .parse()
+                        .ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+#[test]
+fn killed_training_resumes_from_the_last_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let epochs = 8;
+    // bigger inputs so an epoch takes long enough to be killed in the middle of one
+    let config = train_config(
+        dir,
+        200,
+        epochs,
+        "transforms_train: {name: norm_resize_torch, args: {im_size: 56}}\ntransforms_val: {name: norm_resize_torch, args: {im_size: 56}}\nlogs_folder: killed\n",
+    );
+    let run_dir = dir.join("runs/killed");
+
+    let mut child = Command::new(OML)
+        .args(["train", config.to_str().unwrap()])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    loop {
+        if complete_epochs(&run_dir.join("checkpoints"))
+            .last()
+            .is_some_and(|&e| e >= 2)
+        {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("oml train exited ({status}) before it could be killed");
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(600),
+            "no checkpoint after 10 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done = *complete_epochs(&run_dir.join("checkpoints"))
+        .last()
+        .unwrap();
+    assert!(done < epochs, "training finished before it was killed");
+
+    let out = run(&["train", config.to_str().unwrap()], dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(run_folder(&out.stdout), run_dir);
+    let resumed_after: usize = stdout
+        .lines()
+        .find_map(|l| l.split(" after epoch ").nth(1))
+        .unwrap_or_else(|| panic!("did not resume:\n{stdout}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        resumed_after >= 2 && resumed_after >= done,
+        "resumed after {resumed_after}, {done} were complete"
+    );
+    assert!(
+        !stdout.contains("before training:"),
+        "the untrained model was validated again:\n{stdout}"
+    );
+    let history: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("history.json")).unwrap()).unwrap();
+    let epochs_seen: Vec<u64> = history["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["epoch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(epochs_seen, (0..=epochs as u64).collect::<Vec<_>>());
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["status"], "finished");
+
+    // nothing lost: the same result as a run that was never interrupted
+    let whole = run(
+        &[
+            "train",
+            config.to_str().unwrap(),
+            "--run-dir",
+            dir.join("whole").to_str().unwrap(),
+        ],
+        dir,
+    );
+    assert_eq!(run_folder(&whole.stdout), dir.join("whole"));
+    assert_close(
+        &read_report(&run_dir.join("metrics.json")),
+        &read_report(&dir.join("whole/metrics.json")),
+        1e-6,
+    );
+}
+
+#[test]
+fn config_errors_name_the_key_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = train_config(dir, 100, 1, "optimizer_extra: 1\n");
+    let out = Command::new(OML)
+        .args(["train", config.to_str().unwrap()])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("optimizer_extra") && err.contains("train.yaml"),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("optimizer_extra: 1\n", "")
+        .replace("max_epochs: 1", "max_epochs: one");
+    std::fs::write(&config, text).unwrap();
+    let out = Command::new(OML)
+        .args(["train", config.to_str().unwrap()])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("max_epochs"), "{err}");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("max_epochs: one", "max_epochs: 1"),
+    )
+    .unwrap();
+    let out = Command::new(OML)
+        .args(["train", config.to_str().unwrap(), "--device", "tpu"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("`tpu`"), "{err}");
+}

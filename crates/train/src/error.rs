@@ -1,0 +1,70 @@
+//! Errors of the pipelines.
+
+/// Why a pipeline could not run or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A config key is unknown, missing or of the wrong type, or its value is invalid.
+    #[error("{}{}: {message}", if file.is_empty() { String::new() } else { format!("{file}: ") }, if key.is_empty() { "config" } else { key.as_str() })]
+    Config {
+        /// The config file (empty when parsed from text or a section).
+        file: String,
+        /// Dotted key path, e.g. `optimizer.args.lr`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file or folder.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The data set cannot be used.
+    #[error("data: {0}")]
+    Data(String),
+    /// The model could not be built or loaded.
+    #[error("model: {0}")]
+    Model(String),
+    /// Training failed (a step, a metric, a checkpoint).
+    #[error("training: {0}")]
+    Training(String),
+    /// Metrics could not be computed.
+    #[error("metrics: {0}")]
+    Metrics(String),
+    /// The device is unknown or not compiled in.
+    #[error(transparent)]
+    Device(#[from] oml_interfaces::DeviceError),
+    /// The run was interrupted before it finished; re-running resumes it.
+    #[error(
+        "interrupted after epoch {epoch}: {reason}; run the same command again to resume from {run_dir}"
+    )]
+    Interrupted {
+        /// Last completed epoch.
+        epoch: usize,
+        /// Why.
+        reason: String,
+        /// The run directory.
+        run_dir: String,
+    },
+}
+
+impl TrainError {
+    /// A config error for `key`.
+    pub fn config(key: impl Into<String>, message: impl Into<String>) -> Self {
+        TrainError::Config {
+            file: String::new(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// An I/O error on `path`.
+    pub fn io(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
+        TrainError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+}

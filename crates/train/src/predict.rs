@@ -1,0 +1,228 @@
+//! `oml predict`: embeddings of every image under a folder (OML's
+//! `extractor_prediction_pipeline`): `embeddings.npy` (`[N, D]` float32, one row per image),
+//! `paths.csv` (row → path) and OML's `predictions.json` (`{path: [floats]}`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::prelude::*;
+use oml_datasets::images::{ImageBase, ImageOptions, ImageQueryGalleryDataset};
+use oml_interfaces::ExtraData;
+
+use crate::checkpoint::write_atomic;
+use crate::config::{PredictConfig, resolve};
+use crate::data::{embed_dataset, transforms};
+use crate::error::TrainError;
+use crate::extractor::ExtractorSpec;
+use crate::progress::Console;
+use crate::train::select_devices;
+
+/// Image extensions `oml predict` reads (as OML's `IMAGE_EXTENSIONS`, case-insensitive).
+pub const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
+
+/// How to run `oml predict` beyond the config.
+#[derive(Debug, Clone)]
+pub struct PredictOptions {
+    /// Backend name (wins over the config's `accelerator`).
+    pub device: Option<String>,
+    /// Paths in the config are relative to this folder.
+    pub base_dir: PathBuf,
+    /// Where progress is printed.
+    pub console: Console,
+}
+
+impl Default for PredictOptions {
+    fn default() -> Self {
+        Self {
+            device: None,
+            base_dir: PathBuf::from("."),
+            console: Console::quiet(),
+        }
+    }
+}
+
+/// What `oml predict` wrote.
+#[derive(Debug, Clone)]
+pub struct PredictOutcome {
+    /// The images, in row order.
+    pub paths: Vec<PathBuf>,
+    /// Embedding size.
+    pub dim: usize,
+    /// `embeddings.npy`.
+    pub embeddings_path: PathBuf,
+    /// `paths.csv`.
+    pub paths_csv: PathBuf,
+    /// `predictions.json`.
+    pub predictions_json: PathBuf,
+    /// Seconds spent embedding.
+    pub seconds: f64,
+}
+
+/// Every image under `dir` (recursively), sorted by path.
+pub fn find_images(dir: &Path) -> Result<Vec<PathBuf>, TrainError> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|e| TrainError::io(&d, e))?;
+        for e in entries {
+            let p = e.map_err(|e| TrainError::io(&d, e))?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| IMAGE_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str()))
+            {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Writes a float32 `.npy` of shape `[rows, dim]`, atomically.
+pub fn write_npy_f32(path: &Path, rows: usize, dim: usize, data: &[f32]) -> Result<(), TrainError> {
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}");
+    // magic (6) + version (2) + header length (2) + header, padded with spaces to a multiple of 64
+    let total = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - total % 64) % 64));
+    header.push('\n');
+    let mut bytes = Vec::with_capacity(10 + header.len() + data.len() * 4);
+    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for v in data {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    write_atomic(path, &bytes).map_err(|e| TrainError::io(path, e))
+}
+
+/// Runs `oml predict`.
+pub fn predict(config: &PredictConfig, opts: PredictOptions) -> Result<PredictOutcome, TrainError> {
+    let console = &opts.console;
+    if config.precision != 32 {
+        return Err(TrainError::config(
+            "precision",
+            format!("only 32 (float32) is supported, got {}", config.precision),
+        ));
+    }
+    if config.bs == 0 {
+        return Err(TrainError::config("bs", "must be at least 1"));
+    }
+    let device = select_devices(
+        opts.device.as_deref(),
+        config.accelerator.as_deref(),
+        config.devices,
+    )?
+    .remove(0);
+    let spec = ExtractorSpec::parse(&config.extractor, "extractor")?;
+    let data_dir = resolve(&opts.base_dir, &config.data_dir);
+    let save_dir = resolve(&opts.base_dir, &config.save_dir);
+    let paths = find_images(&data_dir)?;
+    if paths.is_empty() {
+        return Err(TrainError::Data(format!(
+            "no image ({}) under {}",
+            IMAGE_EXTENSIONS.join(", "),
+            data_dir.display()
+        )));
+    }
+    let t = transforms(
+        config.transforms_predict.as_ref(),
+        "transforms_predict",
+        "norm_albu",
+    )?;
+    // OML's prediction pipeline fails on a broken image: strict
+    let options = ImageOptions {
+        transforms: Arc::new(t),
+        cache_size: 0,
+        strict: true,
+        seed: 0,
+    };
+    let base = ImageBase::new(paths.clone(), None, None, ExtraData::default(), options)
+        .map_err(|e| TrainError::Data(e.to_string()))?;
+    let ds = ImageQueryGalleryDataset::all_vs_all(Arc::new(base));
+    if spec.weights().is_none() {
+        console.line(
+            "warning: the extractor has no `weights`: embedding with randomly initialised weights",
+        );
+    }
+    let extractor = spec.build(&device)?.valid();
+    let t0 = Instant::now();
+    let bar = console.bar(paths.len() as u64, "embed");
+    let emb = embed_dataset(&extractor, &ds, config.bs, &device, Some(&bar));
+    bar.finish_and_clear();
+    let emb = emb?;
+    let seconds = t0.elapsed().as_secs_f64();
+
+    std::fs::create_dir_all(&save_dir).map_err(|e| TrainError::io(&save_dir, e))?;
+    let embeddings_path = save_dir.join("embeddings.npy");
+    write_npy_f32(&embeddings_path, emb.rows, emb.dim, &emb.data)?;
+    let paths_csv = save_dir.join("paths.csv");
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let csv_err = |e: csv::Error| TrainError::io(&paths_csv, e);
+    w.write_record(["row", "path"]).map_err(csv_err)?;
+    for (i, p) in paths.iter().enumerate() {
+        w.write_record([i.to_string(), p.display().to_string()])
+            .map_err(csv_err)?;
+    }
+    let csv_bytes = w.into_inner().map_err(|e| TrainError::io(&paths_csv, e))?;
+    write_atomic(&paths_csv, &csv_bytes).map_err(|e| TrainError::io(&paths_csv, e))?;
+    let predictions_json = save_dir.join("predictions.json");
+    let map: serde_json::Map<String, serde_json::Value> = paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.display().to_string(), serde_json::json!(emb.row(i))))
+        .collect();
+    let json = serde_json::to_vec(&map).map_err(|e| TrainError::io(&predictions_json, e))?;
+    write_atomic(&predictions_json, &json).map_err(|e| TrainError::io(&predictions_json, e))?;
+    Ok(PredictOutcome {
+        paths,
+        dim: emb.dim,
+        embeddings_path,
+        paths_csv,
+        predictions_json,
+        seconds,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_header_is_aligned_and_data_little_endian() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("e.npy");
+        write_npy_f32(&p, 2, 3, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.5]).unwrap();
+        let b = std::fs::read(&p).unwrap();
+        assert_eq!(&b[..8], b"\x93NUMPY\x01\x00");
+        let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
+        assert_eq!((10 + hlen) % 64, 0);
+        let header = std::str::from_utf8(&b[10..10 + hlen]).unwrap();
+        assert!(
+            header.contains("'shape': (2, 3)") && header.ends_with('\n'),
+            "{header}"
+        );
+        let last = f32::from_le_bytes(b[b.len() - 4..].try_into().unwrap());
+        assert_eq!(last, 6.5);
+        assert_eq!(b.len(), 10 + hlen + 24);
+    }
+
+    #[test]
+    fn finds_images_recursively_in_sorted_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("b/c")).unwrap();
+        for f in ["b/c/z.PNG", "a.jpg", "b/x.txt", "b/y.jpeg"] {
+            std::fs::write(dir.path().join(f), b"").unwrap();
+        }
+        let found: Vec<String> = find_images(dir.path())
+            .unwrap()
+            .iter()
+            .map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string())
+            .collect();
+        assert_eq!(found, vec!["a.jpg", "b/c/z.PNG", "b/y.jpeg"]);
+    }
+}

@@ -1,0 +1,289 @@
+//! What the training pipelines share: opening (or resuming) the run folder, and running Burn's
+//! `SupervisedTraining` with this crate's metrics, checkpoints, progress bars and loggers.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use burn::data::dataloader::DataLoader;
+use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
+use burn::optim::ModuleOptimizer;
+use burn::prelude::*;
+use burn::store::ModuleRecord;
+use burn::train::metric::LossMetric;
+use burn::train::{
+    ExecutionStrategy, InferenceStep, Interrupter, Learner, LearnerModel, MultiDeviceOptim,
+    SupervisedTraining, TrainStep, TrainingStrategy,
+};
+use oml_interfaces::{MetricsReport, PipelineLogger, RgbImage, RunStatus};
+use oml_logging::{LearnerBridge, SharedLogger};
+
+use crate::checkpoint::{
+    AtomicFileCheckpointer, KeepLastAndBest, checkpoint_path, complete_epochs, last_complete_epoch,
+    write_atomic,
+};
+use crate::error::TrainError;
+use crate::history::History;
+use crate::model::{EmbeddingOutput, StepGuard, StepOutput};
+use crate::progress::{Console, ProgressRenderer};
+use crate::rundir::{RunState, Status, choose_run_dir, write_state};
+use crate::validation::{RetrievalValidation, StepLogs, ValidationHub};
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), TrainError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| TrainError::io(path, e))?;
+    write_atomic(path, &bytes).map_err(|e| TrainError::io(path, e))
+}
+
+/// An opened run folder.
+#[derive(Debug, Clone)]
+pub(crate) struct RunFolder {
+    pub path: PathBuf,
+    pub ckpt_dir: PathBuf,
+    pub hash: String,
+    /// It held an unfinished run of this config.
+    pub resumed: bool,
+    /// The epoch a resumed run continues after.
+    pub resume_epoch: Option<usize>,
+}
+
+/// Where the run folder comes from.
+pub(crate) struct RunPlace<'a> {
+    pub logs_root: PathBuf,
+    pub explicit: Option<PathBuf>,
+    pub name: &'a str,
+    pub postfix: Option<&'a str>,
+    pub resume: bool,
+}
+
+/// Chooses, creates or reopens the run folder; a new one gets `config.yaml` and `state.json`.
+pub(crate) fn open_run(
+    place: RunPlace<'_>,
+    hash: String,
+    config_text: String,
+    console: &Console,
+) -> Result<RunFolder, TrainError> {
+    let choice = choose_run_dir(
+        &place.logs_root,
+        place.explicit.as_deref(),
+        place.name,
+        place.postfix,
+        &hash,
+        place.resume,
+    )?;
+    let path = choice.path.clone();
+    std::fs::create_dir_all(&path).map_err(|e| TrainError::io(&path, e))?;
+    let ckpt_dir = path.join("checkpoints");
+    std::fs::create_dir_all(&ckpt_dir).map_err(|e| TrainError::io(&ckpt_dir, e))?;
+    let resume_epoch = if choice.resume {
+        last_complete_epoch(&ckpt_dir)
+    } else {
+        None
+    };
+    if !choice.resume {
+        let p = path.join("config.yaml");
+        write_atomic(&p, config_text.as_bytes()).map_err(|e| TrainError::io(&p, e))?;
+        write_state(
+            &path,
+            &RunState {
+                status: Status::Running,
+                config_hash: hash.clone(),
+                last_epoch: 0,
+            },
+        )?;
+    }
+    match resume_epoch {
+        Some(e) => console.line(format!("resuming {} after epoch {e}", path.display())),
+        None if choice.resume => console.line(format!(
+            "restarting {} (no complete checkpoint yet)",
+            path.display()
+        )),
+        None => console.line(format!("run folder {}", path.display())),
+    }
+    Ok(RunFolder {
+        path,
+        ckpt_dir,
+        hash,
+        resumed: choice.resume,
+        resume_epoch,
+    })
+}
+
+/// The validation history of a run folder (truncated to its last complete epoch).
+pub(crate) fn load_history(run: &RunFolder, metric: &str, mode: crate::config::Mode) -> History {
+    let mut h: History = std::fs::read(run.path.join("history.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .filter(|h: &History| h.metric == metric && h.mode == mode)
+        .unwrap_or_else(|| History::new(metric, mode));
+    h.truncate_after(run.resume_epoch.unwrap_or(0));
+    h
+}
+
+/// Logs a report's finite scalars and its figures at `step`; returns how many logger calls failed.
+pub(crate) fn log_report(
+    logger: &mut SharedLogger,
+    step: u64,
+    report: &MetricsReport,
+    figures: &[(String, RgbImage)],
+) -> usize {
+    let flat = report.flatten();
+    let refs: Vec<(&str, f64)> = flat
+        .iter()
+        .filter(|(_, v)| v.is_finite())
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    let mut failed = usize::from(logger.log_scalars(step, &refs).is_err());
+    for (title, img) in figures {
+        match oml_datasets::visualize::to_figure(img) {
+            Ok(fig) => {
+                failed += usize::from(
+                    logger
+                        .log_figure(&format!("image_logs/{title}"), &fig, step)
+                        .is_err(),
+                )
+            }
+            Err(_) => failed += 1,
+        }
+    }
+    failed
+}
+
+/// An epoch hook stopping the run once `stop_after` is checkpointed (the next epoch starts).
+pub(crate) fn stop_after(
+    interrupter: Interrupter,
+    stop_after: Option<usize>,
+) -> impl Fn(usize) + Send + Sync + 'static {
+    move |epoch| {
+        if stop_after.is_some_and(|s| epoch > s) {
+            interrupter.stop(Some(&format!("asked to stop after epoch {}", epoch - 1)));
+        }
+    }
+}
+
+/// Everything [`fit`] needs besides the model and the data.
+pub(crate) struct FitContext<'a> {
+    pub run: &'a RunFolder,
+    pub max_epochs: usize,
+    pub devices: &'a [Device],
+    pub interrupter: Interrupter,
+    pub guard: StepGuard,
+    pub history: Arc<Mutex<History>>,
+    pub logger: SharedLogger,
+    pub console: Console,
+    pub loss_name: String,
+    pub batches_per_epoch: usize,
+}
+
+/// Runs Burn's `SupervisedTraining` from the run's resume point to `max_epochs`; returns the
+/// number of epochs completed in this call.
+pub(crate) fn fit<M>(
+    ctx: FitContext<'_>,
+    model: M,
+    optim: ModuleOptimizer,
+    scheduler: ModuleLrScheduler,
+    train_loader: Arc<dyn DataLoader<<M as TrainStep>::Input>>,
+    valid_loader: Arc<dyn DataLoader<<M as InferenceStep>::Input>>,
+    hub: Arc<Mutex<ValidationHub>>,
+) -> Result<usize, TrainError>
+where
+    M: LearnerModel + TrainStep<Output = StepOutput> + InferenceStep<Output = EmbeddingOutput>,
+{
+    let run = ctx.run;
+    let start = run.resume_epoch.unwrap_or(0);
+    let strategy = KeepLastAndBest::new(ctx.history.clone(), complete_epochs(&run.ckpt_dir));
+    let mut training = SupervisedTraining::new(&run.path, train_loader, valid_loader)
+        .metric_train_numeric(LossMetric::new())
+        .metric_train(StepLogs::new(
+            ctx.logger.clone(),
+            &ctx.loss_name,
+            ctx.batches_per_epoch,
+        ))
+        .metric_valid(RetrievalValidation::new(hub))
+        .with_custom_checkpointers(
+            AtomicFileCheckpointer::new(&run.ckpt_dir, "model"),
+            AtomicFileCheckpointer::new(&run.ckpt_dir, "optim"),
+            AtomicFileCheckpointer::new(&run.ckpt_dir, "scheduler"),
+        )
+        .with_checkpointing_strategy(strategy)
+        .num_epochs(ctx.max_epochs)
+        .with_interrupter(ctx.interrupter.clone())
+        .renderer(Box::new(ProgressRenderer::new(ctx.console.clone())))
+        .with_metric_logger(LearnerBridge::new(ctx.logger.clone()).with_batch_interval(0));
+    if ctx.devices.len() > 1 {
+        training = training.with_training_strategy(TrainingStrategy::Default(
+            ExecutionStrategy::multi(ctx.devices.to_vec(), MultiDeviceOptim::OptimMainDevice),
+        ));
+    }
+    if let Some(e) = run.resume_epoch {
+        // Burn panics on a record that does not fit the model: check it first
+        load_epoch(&model, &run.ckpt_dir, e).map_err(|err| {
+            TrainError::Training(format!(
+                "cannot resume: {err}; start a new run (--no-resume)"
+            ))
+        })?;
+        training = training.checkpoint(e);
+    }
+    // `train()`: a module built on a plain device gets gradients only once switched to training
+    let result = training.launch(Learner::new(model.train(), optim, scheduler));
+    let last = last_complete_epoch(&run.ckpt_dir).unwrap_or(0);
+    write_state(
+        &run.path,
+        &RunState {
+            status: Status::Running,
+            config_hash: run.hash.clone(),
+            last_epoch: last,
+        },
+    )?;
+    let mut logger = ctx.logger.clone();
+    if let Some(e) = ctx.guard.error() {
+        let _ = logger.finish(RunStatus::Failed);
+        return Err(TrainError::Training(e));
+    }
+    if let Some(e) = result.error {
+        let _ = logger.finish(RunStatus::Failed);
+        return Err(TrainError::Training(e.to_string()));
+    }
+    if let Some(i) = result.interrupted {
+        let _ = logger.finish(RunStatus::Killed);
+        return Err(TrainError::Interrupted {
+            epoch: last,
+            reason: i.reason.unwrap_or_else(|| "stopped".into()),
+            run_dir: run.path.display().to_string(),
+        });
+    }
+    Ok(last.saturating_sub(start))
+}
+
+/// `model` with the weights checkpointed at `epoch`.
+pub(crate) fn load_epoch<M: Module>(
+    model: &M,
+    ckpt_dir: &Path,
+    epoch: usize,
+) -> Result<M, TrainError> {
+    let path = checkpoint_path(ckpt_dir, "model", epoch);
+    let record = ModuleRecord::load(&path).map_err(|e| TrainError::io(&path, e))?;
+    model
+        .clone()
+        .try_load_record(record)
+        .map_err(|e| TrainError::io(&path, format!("does not fit the model: {e}")))
+}
+
+/// Marks the run finished.
+pub(crate) fn finish(
+    run: &RunFolder,
+    logger: &mut SharedLogger,
+    last_epoch: usize,
+) -> Result<(), TrainError> {
+    let _ = logger.finish(RunStatus::Finished);
+    write_state(
+        &run.path,
+        &RunState {
+            status: Status::Finished,
+            config_hash: run.hash.clone(),
+            last_epoch,
+        },
+    )
+}

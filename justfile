@@ -1,8 +1,8 @@
 # Recipes wrap plain cargo commands; nothing here is needed to build or test.
 
-# Run the main job: retrieval metrics on the shipped example (see README).
+# Run the main job: Fashion-MNIST unseen-class retrieval (see README).
 demo:
-    cargo run -p oml-cli -- eval --embeddings examples/data/demo.npy --dataset examples/data/demo.csv
+    cargo run -p oml-cli -- train examples/configs/fashion_mnist.yaml
 
 # The README's test command.
 test:

@@ -29,37 +29,53 @@ pub struct Args {
     pub stop_after_epoch: Option<usize>,
 }
 
-/// Runs `oml train`.
-pub fn run(args: Args) -> Result<()> {
+/// The run options `oml train` and `oml train-postprocessor` share, from their arguments.
+pub(crate) fn train_options(args: Args, default_name: &str) -> Result<TrainOptions> {
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("cannot read {}", args.config.display()))?;
-    let config: TrainConfig = load_config(&args.config)?;
     let name = args
         .config
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "train".into());
-    let console = Console::new();
-    let stop_after_epoch = args.stop_after_epoch;
-    let opts = TrainOptions {
+        .unwrap_or_else(|| default_name.into());
+    Ok(TrainOptions {
         device: args.device,
         config_name: name,
         config_text: Some(text),
         base_dir: PathBuf::from("."),
         run_dir: args.run_dir,
         resume: !args.no_resume,
-        console: console.clone(),
-        stop_after_epoch,
-    };
-    let out = match train(&config, opts) {
+        console: Console::new(),
+        stop_after_epoch: args.stop_after_epoch,
+    })
+}
+
+/// The outcome of a training run, or `None` when it stopped after the epoch the user asked
+/// for (`--stop-after-epoch`), which is reported here.
+pub(crate) fn unless_stopped<T>(
+    result: std::result::Result<T, TrainError>,
+    stop_after_epoch: Option<usize>,
+    console: &Console,
+) -> Result<Option<T>> {
+    match result {
         Err(TrainError::Interrupted { epoch, run_dir, .. }) if stop_after_epoch.is_some() => {
             console.line(format!(
                 "stopped after epoch {epoch} as asked; run the same command again to continue"
             ));
             println!("run folder: {run_dir}");
-            return Ok(());
+            Ok(None)
         }
-        other => other?,
+        other => Ok(Some(other?)),
+    }
+}
+
+/// Runs `oml train`.
+pub fn run(args: Args) -> Result<()> {
+    let config: TrainConfig = load_config(&args.config)?;
+    let opts = train_options(args, "train")?;
+    let (console, stop_after_epoch) = (opts.console.clone(), opts.stop_after_epoch);
+    let Some(out) = unless_stopped(train(&config, opts), stop_after_epoch, &console)? else {
+        return Ok(());
     };
     let rows = comparison_rows(out.initial.as_ref(), &out.last);
     console.line("");

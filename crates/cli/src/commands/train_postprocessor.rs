@@ -2,65 +2,29 @@
 //! `postprocessor_training_pipeline`) on hard pairs of a frozen extractor's embeddings, validates
 //! it with `PairwiseReranker`, and prints the run folder's path.
 
-use std::path::PathBuf;
-
-use anyhow::{Context, Result};
-use oml::train::TrainError;
+use anyhow::Result;
 use oml::train::config::load_config;
 use oml::train::postprocessor::{PostprocessorConfig, train_postprocessor};
-use oml::train::progress::{Console, table};
-use oml::train::train::{TrainOptions, comparison_rows};
+use oml::train::progress::table;
+use oml::train::train::comparison_rows;
 
-/// Arguments of `oml train-postprocessor`.
-#[derive(clap::Args, Debug)]
-pub struct Args {
-    /// YAML config with OML's keys (see `examples/configs/`).
-    pub config: PathBuf,
-    /// Backend: `cpu`, `flex`, `ndarray`, `wgpu`. Overrides the config's `accelerator`.
-    #[arg(long)]
-    pub device: Option<String>,
-    /// Write the run here instead of a new folder under `logs_root`.
-    #[arg(long)]
-    pub run_dir: Option<PathBuf>,
-    /// Start a new run even if an unfinished run of this config exists.
-    #[arg(long)]
-    pub no_resume: bool,
-    /// Stop once this epoch is checkpointed (run the command again to continue).
-    #[arg(long)]
-    pub stop_after_epoch: Option<usize>,
-}
+use super::train::{train_options, unless_stopped};
+
+/// Arguments of `oml train-postprocessor`: the same as `oml train`'s.
+pub use super::train::Args;
 
 /// Runs `oml train-postprocessor`.
 pub fn run(args: Args) -> Result<()> {
-    let text = std::fs::read_to_string(&args.config)
-        .with_context(|| format!("cannot read {}", args.config.display()))?;
     let config: PostprocessorConfig = load_config(&args.config)?;
-    let name = args
-        .config
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "postprocessor".into());
-    let console = Console::new();
-    let stop_after_epoch = args.stop_after_epoch;
-    let opts = TrainOptions {
-        device: args.device,
-        config_name: name,
-        config_text: Some(text),
-        base_dir: PathBuf::from("."),
-        run_dir: args.run_dir,
-        resume: !args.no_resume,
-        console: console.clone(),
+    let opts = train_options(args, "postprocessor")?;
+    let (console, stop_after_epoch) = (opts.console.clone(), opts.stop_after_epoch);
+    let Some(out) = unless_stopped(
+        train_postprocessor(&config, opts),
         stop_after_epoch,
-    };
-    let out = match train_postprocessor(&config, opts) {
-        Err(TrainError::Interrupted { epoch, run_dir, .. }) if stop_after_epoch.is_some() => {
-            console.line(format!(
-                "stopped after epoch {epoch} as asked; run the same command again to continue"
-            ));
-            println!("run folder: {run_dir}");
-            return Ok(());
-        }
-        other => other?,
+        &console,
+    )?
+    else {
+        return Ok(());
     };
     console.line("");
     console.line(table(

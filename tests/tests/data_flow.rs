@@ -86,5 +86,8 @@ fn pk_batches_train_an_embedding_with_a_mined_triplet_loss() {
         last_epoch_loss < 0.5 * first,
         "loss went {first} -> {last_epoch_loss}"
     );
-    assert!(after >= before + 0.1 && after >= 0.8, "CMC@1 went {before} -> {after}");
+    assert!(
+        after >= before + 0.1 && after >= 0.8,
+        "CMC@1 went {before} -> {after}"
+    );
 }

@@ -1,6 +1,6 @@
 //! Picking the Burn device (and so the backend) at run time.
 //!
-//! Backends are compiled in by this crate's cargo features (`flex`, `ndarray`, `wgpu`); the
+//! Backends are compiled in by this crate's cargo features (`flex`, `ndarray`, `wgpu`, `cuda`); the
 //! facade crate and the binaries forward theirs here. The choice is made by name, from a CLI
 //! flag, else `BURN_DEVICE`, else the default CPU backend (Flex; see `docs/backends.md` for the
 //! measurement behind that default).
@@ -34,7 +34,7 @@ pub enum DeviceError {
 }
 
 /// The backends known by name, in order of preference for the default.
-pub const KNOWN: [&str; 3] = ["flex", "ndarray", "wgpu"];
+pub const KNOWN: [&str; 4] = ["flex", "ndarray", "wgpu", "cuda"];
 
 /// The backends compiled into this build.
 pub fn compiled_backends() -> Vec<&'static str> {
@@ -48,11 +48,15 @@ pub fn compiled_backends() -> Vec<&'static str> {
     if cfg!(feature = "wgpu") {
         v.push("wgpu");
     }
+    if cfg!(feature = "cuda") {
+        v.push("cuda");
+    }
     v
 }
 
-/// Makes the device for a backend name (`flex`, `ndarray`, `wgpu`, or `cpu` as an alias of the
-/// default CPU backend).
+/// Makes the device for a backend name (`flex`, `ndarray`, `wgpu`, `cuda`, or `cpu` as an alias
+/// of the default CPU backend). `wgpu` takes the system's default adapter (a software Vulkan
+/// driver such as Mesa's lavapipe works), `cuda` the first CUDA device.
 pub fn device_by_name(name: &str) -> Result<Device, DeviceError> {
     let lower = name.trim().to_ascii_lowercase();
     let not_compiled = || DeviceError::NotCompiled {
@@ -86,9 +90,15 @@ pub fn device_by_name(name: &str) -> Result<Device, DeviceError> {
             #[allow(unreachable_code)]
             Err(not_compiled())
         }
+        "cuda" => {
+            #[cfg(feature = "cuda")]
+            return Ok(Device::cuda(0usize));
+            #[allow(unreachable_code)]
+            Err(not_compiled())
+        }
         _ => Err(DeviceError::Unknown {
             name: name.to_string(),
-            known: "cpu, flex, ndarray, wgpu".to_string(),
+            known: "cpu, flex, ndarray, wgpu, cuda".to_string(),
         }),
     }
 }
@@ -124,9 +134,29 @@ pub fn test_device() -> Device {
     select_device(flag.as_deref()).unwrap_or_else(|e| panic!("{TEST_DEVICE_ENV}: {e}"))
 }
 
+/// True for the host (CPU) backends, Flex and NdArray, with or without autodiff.
+///
+/// Code with a host-side and a device-side strategy (the kNN's top-k selection) uses it to pick
+/// the one that avoids copying whole blocks between device and host memory. Burn 0.22 keeps the
+/// backend enum behind feature gates of its own crates, so the check reads the device's `Debug`
+/// name, which names the backend in every build.
+pub fn is_host_backend(device: &Device) -> bool {
+    let name = format!("{device:?}");
+    name.contains("Flex") || name.contains("NdArray")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_backends_are_host_backends_with_and_without_autodiff() {
+        let device = select_device(Some("cpu")).unwrap();
+        assert!(is_host_backend(&device), "{device:?}");
+        assert!(is_host_backend(&device.autodiff()));
+        #[cfg(feature = "wgpu")]
+        assert!(!is_host_backend(&device_by_name("wgpu").unwrap()));
+    }
 
     #[test]
     fn unknown_name_is_an_error_naming_it() {

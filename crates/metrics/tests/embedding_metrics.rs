@@ -529,7 +529,7 @@ proptest! {
                 cmc_top_k: c.ks.clone(), precision_top_k: c.ks.clone(), map_top_k: c.ks.clone(),
                 ndcg_top_k: c.ks.clone(), mrr_top_k: c.ks.clone(), map_at_r: true, r_precision: true,
                 fmr_vals: c.fmr.clone(), pcf_variance: vec![], no_gt_precision: NoGtPrecision::Zero,
-                knn: KnnConfig { block_size: c.block }, fnmr_exact_max_pairs: exact_max,
+                knn: KnnConfig::with_block_size(c.block), fnmr_exact_max_pairs: exact_max,
                 ..MetricsConfig::default()
             };
             let e = evaluate(&c.emb, c.dim, &meta, &config, &device, &EvalHooks::default()).unwrap();
@@ -602,7 +602,7 @@ fn streamed_fnmr_equals_exact_on_random_data() {
                 fmr_vals: fmr.clone(),
                 pcf_variance: vec![],
                 fnmr_exact_max_pairs: exact,
-                knn: KnnConfig { block_size: block },
+                knn: KnnConfig::with_block_size(block),
                 ..MetricsConfig::default()
             };
             evaluate(&emb, dim, &meta, &cfg, &device, &EvalHooks::default())

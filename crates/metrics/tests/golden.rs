@@ -230,7 +230,7 @@ fn golden_metrics_match_oml() {
         check(case, &inp, &m, NoGtPrecision::Zero).map_err(|e| format!("default: {e}"))?;
         // Tiny blocks (blocking, symmetric transposed scans) and streamed fnmr histograms.
         let cfg = MetricsConfig {
-            knn: KnnConfig { block_size: 7 },
+            knn: KnnConfig::with_block_size(7),
             fnmr_exact_max_pairs: 0,
             ..inp.config.clone()
         };

@@ -40,17 +40,62 @@ const COLUMN_CHUNK: usize = 64;
 /// Candidates compared at once before the per-item slow path.
 const ROW_CHUNK: usize = 32;
 
+/// Where the nearest candidates of each block are selected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Selection {
+    /// [`Host`](Self::Host) on the CPU backends (Flex, NdArray), [`Device`](Self::Device) on
+    /// the others (wgpu, CUDA, …).
+    #[default]
+    Auto,
+    /// Every block of dot products is read back and scanned by per-query heaps on the host:
+    /// the fastest on CPU backends, and the only way a [`BlockVisitor`] sees the distances.
+    Host,
+    /// Distances, masks and a running top-k stay on the device; one `[rows, k + 1]` candidate
+    /// list per query block is read back. For accelerators, where reading every block back
+    /// would cost more than computing it. Block visitors force the host path.
+    Device,
+}
+
+impl std::str::FromStr for Selection {
+    type Err = RetrievalError;
+
+    /// `auto`, `host` or `device` (any case).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Selection::Auto),
+            "host" => Ok(Selection::Host),
+            "device" => Ok(Selection::Device),
+            _ => Err(invalid(format!(
+                "kNN selection `{s}`: expected auto, host or device"
+            ))),
+        }
+    }
+}
+
 /// Tuning of the search.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnnConfig {
     /// Rows of a query block and of a gallery block.
     pub block_size: usize,
+    /// Where candidates are selected.
+    pub selection: Selection,
+}
+
+impl KnnConfig {
+    /// The default configuration with `block_size` rows per block.
+    pub fn with_block_size(block_size: usize) -> Self {
+        KnnConfig {
+            block_size,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for KnnConfig {
     fn default() -> Self {
         KnnConfig {
             block_size: DEFAULT_BLOCK_SIZE,
+            selection: Selection::Auto,
         }
     }
 }
@@ -220,6 +265,7 @@ pub struct ExactKnn {
     g_norms: Option<Vec<f32>>,
     masks: Masks,
     block: usize,
+    selection: Selection,
 }
 
 fn invalid(msg: String) -> RetrievalError {
@@ -348,6 +394,7 @@ impl ExactKnn {
             g_norms,
             masks,
             block: config.block_size.max(1),
+            selection: config.selection,
         })
     }
 
@@ -433,6 +480,7 @@ impl ExactKnn {
                 g_seq: sequences.map(|s| s.1.to_vec()),
             },
             block: config.block_size.max(1),
+            selection: config.selection,
         })
     }
 
@@ -553,6 +601,12 @@ impl ExactKnn {
         visitor: Option<&dyn BlockVisitor>,
         progress: Option<Progress<'_>>,
     ) -> Result<Option<Neighbours>, RetrievalError> {
+        if let Some(caps) = &caps
+            && visitor.is_none()
+            && self.selects_on_device()
+        {
+            return self.run_on_device(caps, progress).map(Some);
+        }
         let mut heaps: Option<Vec<TopK>> = caps.map(|c| c.into_iter().map(TopK::new).collect());
         let b = self.block;
         let symmetric = self.is_symmetric();
@@ -641,6 +695,162 @@ impl ExactKnn {
             }
         }
         Ok(heaps.map(|h| self.finish(h)))
+    }
+
+    fn selects_on_device(&self) -> bool {
+        match self.selection {
+            Selection::Auto => !oml_interfaces::device::is_host_backend(&self.device),
+            Selection::Host => false,
+            Selection::Device => true,
+        }
+    }
+
+    /// An `Int` tensor `[rows, cols]` (row-major) on the search's device.
+    fn int_tensor(&self, values: Vec<i64>, shape: [usize; 2]) -> Tensor<2, Int> {
+        Tensor::from_data(TensorData::new(values, shape), &self.device)
+    }
+
+    /// A float tensor `[rows, cols]` on the search's device.
+    fn float_tensor(&self, values: Vec<f32>, shape: [usize; 2]) -> Tensor<2> {
+        Tensor::from_data(TensorData::new(values, shape), &self.device)
+    }
+
+    /// The device-side search ([`Selection::Device`]): every (query block, gallery block) pair
+    /// becomes masked squared distances and a `top-(k+1)` on the device, merged into the query
+    /// block's running list; the host receives `k + 1` candidates per query. The extra one
+    /// shows a tie across the cut (device top-k does not order ties by position), and such a
+    /// query is searched again exactly on the host, so results equal the host path's.
+    fn run_on_device(
+        &self,
+        caps: &[usize],
+        progress: Option<Progress<'_>>,
+    ) -> Result<Neighbours, RetrievalError> {
+        let mut heaps: Vec<TopK> = caps.iter().map(|&c| TopK::new(c)).collect();
+        let kk = (caps.iter().copied().max().unwrap_or(0) + 1).min(self.n_g);
+        if caps.iter().all(|&c| c == 0) || self.n_q == 0 || self.n_g == 0 {
+            return Ok(self.finish(heaps));
+        }
+        let b = self.block;
+        let gn = self.g_norms();
+        let blocks = |n: usize| -> Vec<(usize, usize)> {
+            (0..n).step_by(b).map(|s| (s, (s + b).min(n))).collect()
+        };
+        let (q_blocks, g_blocks) = (blocks(self.n_q), blocks(self.n_g));
+        let total = (q_blocks.len() * g_blocks.len()) as u64;
+        let to_i64 = |v: u32| if v == NONE { -1 } else { i64::from(v) };
+        // Gallery side, uploaded once: transposed rows, norms, positions, sequence codes.
+        let gallery: Vec<_> = g_blocks
+            .iter()
+            .map(|&(g0, g1)| {
+                let cols = g1 - g0;
+                (
+                    self.upload(self.g_host(), g0, g1, true),
+                    self.float_tensor(gn[g0..g1].to_vec(), [1, cols]),
+                    self.int_tensor((g0 as i64..g1 as i64).collect(), [1, cols]),
+                    self.masks.g_seq.as_ref().map(|s| {
+                        self.int_tensor(s[g0..g1].iter().map(|&v| to_i64(v)).collect(), [1, cols])
+                    }),
+                )
+            })
+            .collect();
+        let mut done = 0u64;
+        let mut recheck: Vec<usize> = Vec::new();
+        for &(q0, q1) in &q_blocks {
+            let rows = q1 - q0;
+            let q = self.upload(&self.q_host, q0, q1, false);
+            let qn = self.float_tensor(self.q_norms[q0..q1].to_vec(), [rows, 1]);
+            let self_pos = self.masks.self_pos.as_ref().map(|s| {
+                self.int_tensor(s[q0..q1].iter().map(|&v| to_i64(v)).collect(), [rows, 1])
+            });
+            let q_seq = self.masks.q_seq.as_ref().map(|s| {
+                self.int_tensor(s[q0..q1].iter().map(|&v| to_i64(v)).collect(), [rows, 1])
+            });
+            let mut best: Option<(Tensor<2>, Tensor<2, Int>)> = None;
+            for (&(g0, g1), (gt, gnt, gpos, gseq)) in g_blocks.iter().zip(&gallery) {
+                let cols = g1 - g0;
+                let shape = [rows, cols];
+                let sq = q.clone().matmul(gt.clone()).mul_scalar(-2.0)
+                    + qn.clone().expand(shape)
+                    + gnt.clone().expand(shape);
+                let mut mask: Option<Tensor<2, Bool>> = self_pos
+                    .as_ref()
+                    .map(|p| p.clone().expand(shape).equal(gpos.clone().expand(shape)));
+                if let (Some(a), Some(g)) = (&q_seq, gseq) {
+                    let m = a.clone().expand(shape).equal(g.clone().expand(shape));
+                    mask = Some(match mask {
+                        Some(prev) => prev.bool_or(m),
+                        None => m,
+                    });
+                }
+                // Masked items get the largest finite distance, not +inf: CubeCL's top-k never
+                // selects -inf and reports index -1 there. Both cases are dropped on the host.
+                let neg = match mask {
+                    Some(m) => sq.mask_fill(m, f32::MAX).neg(),
+                    None => sq.neg(),
+                };
+                let (v, i) = neg.topk_with_indices(kk.min(cols), 1);
+                let i = i.add_scalar(g0 as i64);
+                best = Some(match best {
+                    None => (v, i),
+                    Some((bv, bi)) => {
+                        let (cv, ci) = (Tensor::cat(vec![bv, v], 1), Tensor::cat(vec![bi, i], 1));
+                        if cv.dims()[1] > kk {
+                            let (v2, idx) = cv.topk_with_indices(kk, 1);
+                            (v2, ci.gather(1, idx))
+                        } else {
+                            (cv, ci)
+                        }
+                    }
+                });
+                done += 1;
+                if let Some(p) = progress {
+                    p(done, total);
+                }
+            }
+            let Some((v, i)) = best else { continue };
+            let width = v.dims()[1];
+            let v = tensor_to_host(&v)?.0;
+            let i: Vec<i64> = i
+                .try_into_data()
+                .map_err(|e| invalid(format!("top-k ids could not be read: {e}")))?
+                .iter::<i64>()
+                .collect();
+            for r in 0..rows {
+                let qi = q0 + r;
+                let mut cand: Vec<(f32, u32)> = (0..width)
+                    .map(|c| (-v[r * width + c], i[r * width + c]))
+                    .filter(|&(d, id)| d < f32::MAX && (0..self.n_g as i64).contains(&id))
+                    .map(|(d, id)| (d, id as u32))
+                    .collect();
+                cand.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                let cap = caps[qi];
+                if cand.len() > cap && cap > 0 && cand[cap - 1].0 == cand[cap].0 {
+                    recheck.push(qi);
+                } else {
+                    for &(d, id) in cand.iter().take(cap) {
+                        heaps[qi].push(d, id);
+                    }
+                }
+            }
+        }
+        // Ties across the cut: an exact host scan of the whole gallery for those queries.
+        let (d, g) = (self.dim, self.g_host());
+        let rechecked: Vec<(usize, TopK)> = recheck
+            .into_par_iter()
+            .map(|qi| {
+                let mut h = TopK::new(caps[qi]);
+                let qr = &self.q_host[qi * d..(qi + 1) * d];
+                for p in (0..self.n_g).filter(|&p| !self.masks.masked(qi, p)) {
+                    let e = euclidean(qr, &g[p * d..(p + 1) * d]);
+                    h.push(e * e, p as u32);
+                }
+                (qi, h)
+            })
+            .collect();
+        for (qi, h) in rechecked {
+            heaps[qi] = h;
+        }
+        Ok(self.finish(heaps))
     }
 
     /// Exact distances of the kept items, sorted by `(distance, position)`.

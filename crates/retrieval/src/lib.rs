@@ -40,7 +40,7 @@ pub mod results;
 mod topk;
 
 pub use knn::{
-    BlockVisitor, DistanceBlock, ExactKnn, KnnConfig, Neighbours, Progress, euclidean,
+    BlockVisitor, DistanceBlock, ExactKnn, KnnConfig, Neighbours, Progress, Selection, euclidean,
     tensor_to_host,
 };
 pub use meta::{GroundTruth, QueryGalleryMeta, factorize, factorize_pair};

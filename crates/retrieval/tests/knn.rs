@@ -3,7 +3,9 @@
 
 use burn::prelude::*;
 use oml_interfaces::device::test_device;
-use oml_retrieval::{ExactKnn, GroundTruth, KnnConfig, QueryGalleryMeta, results_from_embeddings};
+use oml_retrieval::{
+    ExactKnn, GroundTruth, KnnConfig, QueryGalleryMeta, Selection, results_from_embeddings,
+};
 use proptest::prelude::*;
 
 /// The oracle: every (query, gallery) distance in f64, masked items dropped, sorted by
@@ -108,16 +110,19 @@ proptest! {
     #[test]
     fn blocked_knn_equals_brute_force(c in case()) {
         let device = test_device();
-        let knn = ExactKnn::new(&c.emb, c.dim, &c.q_ids, &c.g_ids, c.seq.as_deref(), &device,
-            &KnnConfig { block_size: c.block }).unwrap();
-        let got = knn.search(c.top_n, None, None).unwrap();
         let want = oracle(&c.emb, c.dim, &c.q_ids, &c.g_ids, c.seq.as_deref(), true, c.top_n);
-        prop_assert_eq!(got.n_queries(), c.q_ids.len());
-        for (q, w) in want.iter().enumerate() {
-            let ids: Vec<usize> = w.iter().map(|p| p.1).collect();
-            prop_assert_eq!(&got.ids[q], &ids, "query {} of {:?}", q, c);
-            for (a, b) in got.distances[q].iter().zip(w) {
-                prop_assert!((*a as f64 - b.0).abs() < 1e-6);
+        // Both selection paths, whatever the device: host heaps and device top-k.
+        for selection in [Selection::Host, Selection::Device] {
+            let knn = ExactKnn::new(&c.emb, c.dim, &c.q_ids, &c.g_ids, c.seq.as_deref(), &device,
+                &KnnConfig { block_size: c.block, selection }).unwrap();
+            let got = knn.search(c.top_n, None, None).unwrap();
+            prop_assert_eq!(got.n_queries(), c.q_ids.len());
+            for (q, w) in want.iter().enumerate() {
+                let ids: Vec<usize> = w.iter().map(|p| p.1).collect();
+                prop_assert_eq!(&got.ids[q], &ids, "{:?} query {} of {:?}", selection, q, c);
+                for (a, b) in got.distances[q].iter().zip(w) {
+                    prop_assert!((*a as f64 - b.0).abs() < 1e-6);
+                }
             }
         }
         // Ground truth counts against the oracle's full (top_n = ∞) lists.
@@ -145,10 +150,11 @@ proptest! {
         });
         let keys = (c.q_ids.iter().map(|&i| i as u64).collect::<Vec<_>>(),
                     c.g_ids.iter().map(|&i| i as u64).collect::<Vec<_>>());
-        for with_keys in [false, true] {
+        for (with_keys, selection) in [(false, Selection::Host), (true, Selection::Host),
+                                       (false, Selection::Device), (true, Selection::Device)] {
             let knn = ExactKnn::new_qg(&q, &g, d, sq.as_ref().map(|(a, b)| (a.as_slice(), b.as_slice())),
                 with_keys.then_some((keys.0.as_slice(), keys.1.as_slice())), &device,
-                &KnnConfig { block_size: c.block }).unwrap();
+                &KnnConfig { block_size: c.block, selection }).unwrap();
             let got = knn.search(c.top_n, None, None).unwrap();
             let want = oracle(&c.emb, d, &c.q_ids, &c.g_ids, c.seq.as_deref(), with_keys, c.top_n);
             for (qi, w) in want.iter().enumerate() {
@@ -173,7 +179,13 @@ fn random_gaussian_embeddings_match_brute_force() {
     };
     let emb: Vec<f32> = (0..n * dim).map(|_| next()).collect();
     let ids: Vec<usize> = (0..n).collect();
-    for block in [7, 64, 4096] {
+    for (block, selection) in [
+        (7, Selection::Host),
+        (64, Selection::Host),
+        (4096, Selection::Host),
+        (64, Selection::Device),
+        (4096, Selection::Device),
+    ] {
         let knn = ExactKnn::new(
             &emb,
             dim,
@@ -181,7 +193,10 @@ fn random_gaussian_embeddings_match_brute_force() {
             &ids,
             None,
             &device,
-            &KnnConfig { block_size: block },
+            &KnnConfig {
+                block_size: block,
+                selection,
+            },
         )
         .unwrap();
         let got = knn.search(10, None, None).unwrap();

@@ -87,6 +87,10 @@ pub struct Args {
     /// Rows per kNN block (memory ~ block² × 4 bytes).
     #[arg(long, default_value_t = oml::retrieval::knn::DEFAULT_BLOCK_SIZE)]
     pub block_size: usize,
+    /// Where the kNN selects candidates: auto (host scans on CPU backends, device top-k on
+    /// GPUs), host or device.
+    #[arg(long, default_value = "auto")]
+    pub selection: oml::retrieval::Selection,
 }
 
 /// Parses `1,5` into `[1, 5]`; `k` must be a positive integer.
@@ -338,6 +342,7 @@ pub fn run(args: Args) -> Result<()> {
         },
         knn: KnnConfig {
             block_size: args.block_size.max(1),
+            selection: args.selection,
         },
         ..MetricsConfig::default()
     };

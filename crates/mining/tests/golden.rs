@@ -330,11 +330,51 @@ fn golden_hard_cluster_features() {
             .map_err(|e| e.to_string())?;
         for (name, t, want) in [
             ("anchors", got.anchor, &expected[0]),
-            ("positives", got.positive, &expected[1]),
             ("negatives", got.negative, &expected[2]),
         ] {
             let (w, _) = matrix(want, name)?;
             close_all(&host(t), &w, 1e-5, name)?;
+        }
+        let (w, _) = matrix(&expected[1], "positives")?;
+        let got = host(got.positive);
+        if close_all(&got, &w, 1e-5, "positives").is_ok() {
+            return Ok(());
+        }
+        // The positive is the instance farthest from its label's mean; with mathematically
+        // equal distances (always the case with 2 instances per label) float rounding picks
+        // one, and another backend's rounding may pick another. Accept a tied instance.
+        let dim = case.shape[1];
+        let mut labels: Vec<i64> = case.labels.clone();
+        labels.sort();
+        labels.dedup();
+        for (l, label) in labels.iter().enumerate() {
+            let rows: Vec<&[f32]> = case
+                .features
+                .chunks(dim)
+                .zip(&case.labels)
+                .filter(|(_, x)| *x == label)
+                .map(|(r, _)| r)
+                .collect();
+            let mean: Vec<f64> = (0..dim)
+                .map(|c| rows.iter().map(|r| r[c] as f64).sum::<f64>() / rows.len() as f64)
+                .collect();
+            let spread = |v: &[f32]| -> f64 {
+                v.iter()
+                    .zip(&mean)
+                    .map(|(a, m)| (*a as f64 - m).powi(2))
+                    .sum()
+            };
+            let (g, e) = (&got[l * dim..(l + 1) * dim], &w[l * dim..(l + 1) * dim]);
+            let is_instance = rows
+                .iter()
+                .any(|r| r.iter().zip(g).all(|(a, b)| (a - b).abs() <= 1e-6));
+            let (sg, se) = (spread(g), spread(e));
+            if !is_instance || (sg - se).abs() > 1e-5 * se.max(1.0) {
+                return Err(format!(
+                    "positives: label {label}: got an instance at squared distance {sg} from the \
+                     mean, expected {se} (instance of the label: {is_instance})"
+                ));
+            }
         }
         Ok(())
     });

@@ -15,7 +15,7 @@ mod suites;
     about = "oml-rs benchmarks (JSON lines on stdout)"
 )]
 struct Cli {
-    /// Backend: flex, ndarray, wgpu (default: BURN_DEVICE, else the default CPU backend).
+    /// Backend: flex, ndarray, wgpu, cuda (default: BURN_DEVICE, else the default CPU backend).
     #[arg(long, global = true)]
     device: Option<String>,
     #[command(subcommand)]
@@ -36,10 +36,21 @@ enum Suite {
     Datasets(suites::datasets::Args),
     /// Extractor inference throughput.
     Models(suites::models::Args),
+    /// Renders a file of this tool's JSON lines as a Markdown table (no device needed).
+    Table {
+        /// The JSON-lines file.
+        path: std::path::PathBuf,
+    },
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let Suite::Table { path } = &cli.suite {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        print!("{}", report::table(&text));
+        return Ok(());
+    }
     let device = oml::interfaces::device::select_device(cli.device.as_deref())?;
     match cli.suite {
         Suite::Ops(a) => suites::ops::run(a, &device),
@@ -48,5 +59,6 @@ fn main() -> Result<()> {
         Suite::Sampler(a) => suites::sampler::run(a, &device),
         Suite::Datasets(a) => suites::datasets::run(a, &device),
         Suite::Models(a) => suites::models::run(a, &device),
+        Suite::Table { .. } => Ok(()),
     }
 }

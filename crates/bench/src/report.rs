@@ -35,3 +35,55 @@ pub fn measure(
     println!("{line}");
     median
 }
+
+/// Reads JSON lines written by [`measure`] (other lines are skipped) and renders them as a
+/// Markdown table: suite, the parameters that vary, median and min seconds.
+pub fn table(text: &str) -> String {
+    let mut out = String::from(
+        "| suite | parameters | median s | min s | runs |\n|---|---|---:|---:|---:|\n",
+    );
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let (Some(suite), Some(median)) = (v["suite"].as_str(), v["median_s"].as_f64()) else {
+            continue;
+        };
+        let params = v["params"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| !matches!(k.as_str(), "device" | "metrics" | "generate_s"))
+                    .map(|(k, x)| match x {
+                        serde_json::Value::String(s) => format!("{k}={s}"),
+                        other => format!("{k}={other}"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        let min = v["min_s"].as_f64().unwrap_or(f64::NAN);
+        let runs = v["runs"].as_u64().unwrap_or(0);
+        out += &format!("| {suite} | {params} | {median:.4} | {min:.4} | {runs} |\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_keeps_measurements_and_skips_other_lines() {
+        let text = r#"{"suite":"loss","params":{"p":32,"miner":"hard","device":"x"},"median_s":0.5,"runs":3,"min_s":0.25,"max_s":1.0}
+not json
+{"suite":"metrics","op":"check","max_abs_diff":0.0}
+"#;
+        let t = table(text);
+        let rows: Vec<&str> = t.lines().skip(2).collect();
+        assert_eq!(
+            rows,
+            vec!["| loss | miner=hard p=32 | 0.5000 | 0.2500 | 3 |"]
+        );
+    }
+}

@@ -66,6 +66,30 @@ pub struct Args {
     /// Seed of the random features.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Also run one step on the CPU backend with the same features and fail when the loss
+    /// (relative) or a gradient value (absolute) differs by more than 1e-4 (the check of a GPU
+    /// run).
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// Loss value and feature gradient of one step on `device` (autodiff added here).
+fn step(
+    criterion: &TripletLossWithMiner,
+    data: &[f32],
+    shape: [usize; 2],
+    labels: &[i64],
+    device: &Device,
+) -> anyhow::Result<(f32, Vec<f32>)> {
+    let device = device.clone().autodiff();
+    let x = Tensor::<2>::from_data(TensorData::new(data.to_vec(), shape), &device).require_grad();
+    let out = criterion.forward(x.clone(), labels)?;
+    let loss = out.loss.clone().into_scalar::<f32>();
+    let grads = out.loss.backward();
+    let g = x
+        .grad(&grads)
+        .ok_or_else(|| anyhow::anyhow!("no gradient for the features"))?;
+    Ok((loss, g.into_data().iter::<f32>().collect()))
 }
 
 /// Runs the suite: prints one JSON line.
@@ -126,10 +150,32 @@ pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
             Err(e) => failure = Some(e.into()),
         }
     });
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(()),
+    if let Some(e) = failure {
+        return Err(e);
     }
+    if args.check {
+        let data = SplitMix64(args.seed ^ 0xC4EC).normal_vec(b * args.dim);
+        let shape = [b, args.dim];
+        let (loss, grad) = step(&criterion, &data, shape, &labels, &device)?;
+        let cpu = oml::interfaces::device::select_device(Some("cpu"))?;
+        let (want_loss, want_grad) = step(&criterion, &data, shape, &labels, &cpu)?;
+        let loss_rel = ((loss - want_loss) / want_loss.abs().max(1e-12)).abs();
+        let grad_abs = grad
+            .iter()
+            .zip(&want_grad)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        println!(
+            "{}",
+            serde_json::json!({"suite": "loss", "op": "check", "miner": args.miner.name(),
+                "against": "cpu", "loss": loss, "loss_rel_diff": loss_rel, "grad_max_abs_diff": grad_abs})
+        );
+        anyhow::ensure!(
+            loss_rel <= 1e-4 && grad_abs <= 1e-4,
+            "loss on {device:?} differs from the CPU backend's: loss {loss} vs {want_loss}, gradient by {grad_abs}"
+        );
+    }
+    Ok(())
 }
 
 /// A tiny seeded generator (SplitMix64) with Box–Muller normals: reproducible inputs without

@@ -14,8 +14,9 @@ use anyhow::{Result, bail};
 use burn::prelude::*;
 use oml::datasets::dataframe::{ReadOptions, Split, read_dataframe};
 use oml::datasets::npy::{read_npy, write_npy};
+use oml::interfaces::MetricsReport;
 use oml::metrics::{EvalHooks, MetricsConfig, QueryGalleryMeta, evaluate};
-use oml::retrieval::KnnConfig;
+use oml::retrieval::{KnnConfig, Selection};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -64,6 +65,10 @@ pub struct Args {
     /// kNN block rows.
     #[arg(long, default_value_t = oml::retrieval::knn::DEFAULT_BLOCK_SIZE)]
     pub block_size: usize,
+    /// Where the kNN selects candidates: auto (host scans on CPU backends, device top-k on
+    /// GPUs), host or device.
+    #[arg(long, default_value = "auto")]
+    pub selection: oml::retrieval::Selection,
     /// Untimed warm-up runs.
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
@@ -73,6 +78,28 @@ pub struct Args {
     /// Seed of generated data.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Also evaluate every generated size up to this many items on the CPU backend and fail
+    /// when a metric differs by more than 1e-4 (the check of a GPU run; 0: off).
+    #[arg(long, default_value_t = 0)]
+    pub check_max_n: usize,
+}
+
+/// Largest absolute difference between two reports' values (a key missing on one side, or
+/// NaN on only one side, counts as infinite).
+fn report_diff(a: &MetricsReport, b: &MetricsReport) -> (f64, String) {
+    let bv: std::collections::HashMap<String, f64> = b.flatten().into_iter().collect();
+    let mut worst = (0.0f64, String::new());
+    for (k, x) in a.flatten() {
+        let d = match bv.get(&k) {
+            Some(y) if x.is_nan() && y.is_nan() => 0.0,
+            Some(y) => (x - y).abs(),
+            None => f64::INFINITY,
+        };
+        if d.is_nan() || d > worst.0 {
+            worst = (if d.is_nan() { f64::INFINITY } else { d }, k);
+        }
+    }
+    worst
 }
 
 fn list<T: std::str::FromStr>(flag: &str, s: &str) -> Result<Vec<T>> {
@@ -223,6 +250,7 @@ pub fn run(args: Args, device: &Device) -> Result<()> {
         pcf_variance: list("pcf", &args.pcf)?,
         knn: KnnConfig {
             block_size: args.block_size.max(1),
+            selection: args.selection,
         },
         ..MetricsConfig::default()
     };
@@ -238,7 +266,7 @@ pub fn run(args: Args, device: &Device) -> Result<()> {
         let (_, dim, meta) = read_data(csv, npy)?;
         let params = serde_json::json!({
             "op": "eval_files", "csv": csv, "n": meta.len(), "dim": dim, "metrics": metrics_desc,
-            "block_size": args.block_size, "device": backend,
+            "block_size": args.block_size, "selection": format!("{:?}", args.selection), "device": backend,
         });
         let mut report = None;
         measure("metrics", params, args.warmup, args.repeats, || {
@@ -309,7 +337,7 @@ pub fn run(args: Args, device: &Device) -> Result<()> {
         }
         let params = serde_json::json!({
             "op": "eval", "n": n, "dim": dim, "classes": classes, "split_qg": args.split_qg,
-            "metrics": metrics_desc, "block_size": args.block_size, "device": backend, "generate_s": gen_s,
+            "metrics": metrics_desc, "block_size": args.block_size, "selection": format!("{:?}", args.selection), "device": backend, "generate_s": gen_s,
         });
         let mut report = None;
         let secs = measure("metrics", params, args.warmup, args.repeats, || {
@@ -323,12 +351,31 @@ pub fn run(args: Args, device: &Device) -> Result<()> {
             Some(Err(e)) => bail!("evaluation failed: {e}"),
             None => bail!("no run"),
         };
+        if n <= args.check_max_n {
+            let cpu = oml::interfaces::device::select_device(Some("cpu"))?;
+            let want = evaluate(&emb, dim, &meta, &config, &cpu, &EvalHooks::default())?.report;
+            let (diff, key) = report_diff(&report, &want);
+            println!(
+                "{}",
+                serde_json::json!({"suite": "metrics", "op": "check", "n": n, "against": "cpu",
+                    "max_abs_diff": diff, "worst": key})
+            );
+            if diff > 1e-4 {
+                bail!("metrics on {backend} differ from the CPU backend's: {key} by {diff}");
+            }
+        }
         let (nq, ng) = (
             meta.is_query.iter().filter(|&&x| x).count() as f64,
             meta.is_gallery.iter().filter(|&&x| x).count() as f64,
         );
-        // Pairs whose dot products were computed (half when queries are the gallery).
-        let pairs = if args.split_qg {
+        let on_device = match args.selection {
+            Selection::Auto => !oml::interfaces::device::is_host_backend(device),
+            Selection::Host => false,
+            Selection::Device => true,
+        };
+        // Pairs whose dot products were computed (half when queries are the gallery and the
+        // host path mirrors blocks).
+        let pairs = if args.split_qg || on_device {
             nq * ng
         } else {
             nq * (nq + 1.0) / 2.0

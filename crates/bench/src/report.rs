@@ -46,22 +46,22 @@ pub fn table(text: &str) -> String {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
-        let (Some(suite), Some(median)) = (v["suite"].as_str(), v["median_s"].as_f64()) else {
+        let (Some(suite), Some(median), Some(params)) = (
+            v["suite"].as_str(),
+            v["median_s"].as_f64(),
+            v["params"].as_object(),
+        ) else {
             continue;
         };
-        let params = v["params"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter(|(k, _)| !matches!(k.as_str(), "device" | "metrics" | "generate_s"))
-                    .map(|(k, x)| match x {
-                        serde_json::Value::String(s) => format!("{k}={s}"),
-                        other => format!("{k}={other}"),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" ")
+        let params = params
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "device" | "metrics" | "generate_s"))
+            .map(|(k, x)| match x {
+                serde_json::Value::String(s) => format!("{k}={s}"),
+                other => format!("{k}={other}"),
             })
-            .unwrap_or_default();
+            .collect::<Vec<_>>()
+            .join(" ");
         let min = v["min_s"].as_f64().unwrap_or(f64::NAN);
         let runs = v["runs"].as_u64().unwrap_or(0);
         out += &format!("| {suite} | {params} | {median:.4} | {min:.4} | {runs} |\n");
@@ -78,6 +78,7 @@ mod tests {
         let text = r#"{"suite":"loss","params":{"p":32,"miner":"hard","device":"x"},"median_s":0.5,"runs":3,"min_s":0.25,"max_s":1.0}
 not json
 {"suite":"metrics","op":"check","max_abs_diff":0.0}
+{"suite":"metrics","op":"summary","median_s":2.0}
 "#;
         let t = table(text);
         let rows: Vec<&str> = t.lines().skip(2).collect();

@@ -8,9 +8,14 @@ demo:
 test:
     cargo test --workspace
 
-# The same suites on the GPU backend (wgpu; lavapipe works without a GPU).
+# The numeric suites on the GPU backend, as CI runs them (wgpu; lavapipe works without a GPU).
 test-wgpu:
-    OML_TEST_DEVICE=wgpu cargo test --workspace --features oml-tests/wgpu
+    bash .ci/lavapipe.sh
+    OML_TEST_DEVICE=wgpu cargo test --workspace --test golden --test properties --test reference_values --test knn --test postprocess --test embedding_metrics --test it --test pipeline
+
+# Check and time a GPU in one go (cuda or wgpu; --quick for small sizes).
+gpu-bench *ARGS:
+    bash crates/bench/gpu-bench.sh {{ARGS}}
 
 fmt:
     cargo fmt --all

@@ -4,7 +4,9 @@
 # steps at large batches and extractor throughput, and print a Markdown table.
 #
 # usage: bash crates/bench/gpu-bench.sh [cuda|wgpu] [--quick]
-#   backend   default: cuda when `nvidia-smi -L` works, else wgpu
+#   backend   default wgpu (Vulkan: NVIDIA's driver ships a Vulkan ICD; lavapipe without a GPU).
+#             cuda needs network access at build time (Burn's CUDA stack downloads an LLVM
+#             bundle in a build script), so it is opt-in.
 #   --quick   small sizes: proves the whole script in a few minutes, e.g. on Mesa's software
 #             Vulkan driver (lavapipe) without a GPU
 # environment:
@@ -25,9 +27,7 @@ for a in "$@"; do
     *) echo "unknown argument: $a" >&2; exit 2 ;;
   esac
 done
-if [[ -z $backend ]]; then
-  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then backend=cuda; else backend=wgpu; fi
-fi
+backend="${backend:-wgpu}"
 out="${OUT:-target/gpu-bench/$backend-$(date +%Y%m%dT%H%M%S)}"
 mkdir -p "$out"
 results="$out/results.jsonl"

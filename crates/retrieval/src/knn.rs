@@ -17,6 +17,10 @@
 //! - Distances of the kept items are recomputed directly as `sqrt(Σ (q−g)²)` (accumulated in
 //!   f64) before the final sort: exact zeros for duplicates, no cancellation noise.
 //!
+//! - On accelerators ([`Selection`]) the scan moves to the device: masked squared distances and
+//!   a running top-`(k+1)` per query block, one small read-back per query block instead of one
+//!   per distance block; a tie at the cut sends that query to an exact host scan.
+//!
 //! A [`BlockVisitor`] sees every block of squared distances as the search computes them; the
 //! metrics crate uses it to build FNMR@FMR histograms without retrieving the whole gallery.
 

@@ -173,6 +173,7 @@ impl From<DataframeError> for oml_interfaces::DatasetError {
                 message: source.to_string(),
             },
             DataframeError::Invalid { file, problems } if problems.len() == 1 => {
+                // invariant: the match guard saw exactly one problem
                 let p = problems.into_iter().next().expect("one problem");
                 oml_interfaces::DatasetError::Invalid {
                     file,

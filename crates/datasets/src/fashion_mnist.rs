@@ -111,10 +111,9 @@ pub fn parse_idx(bytes: &[u8]) -> Result<(Vec<usize>, &[u8]), String> {
     if bytes.len() < header {
         return Err("truncated IDX header".into());
     }
-    let dims: Vec<usize> = (0..ndim)
-        .map(|i| {
-            u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize
-        })
+    let dims: Vec<usize> = bytes[4..header]
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
         .collect();
     let count = dims
         .iter()

@@ -113,6 +113,7 @@ impl Default for ImageOptions {
     /// OML's default: ImageNet normalisation without resizing, no cache, not strict, seed 0.
     fn default() -> Self {
         ImageOptions {
+            // invariant: `norm_albu` is a built-in preset name (every preset is built in `presets_have_their_sizes`)
             transforms: Arc::new(Pipeline::preset("norm_albu", None).expect("built-in preset")),
             cache_size: 0,
             strict: false,

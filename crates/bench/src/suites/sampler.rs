@@ -195,6 +195,7 @@ pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
             .with_num_workers(workers);
             let extra =
                 serde_json::json!({"workers": workers, "num_batches": sampler.num_batches()});
+            let mut failure: Option<String> = None;
             measure(
                 "sampler",
                 params("loader_epoch", "balance", extra),
@@ -203,7 +204,12 @@ pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
                 || {
                     let mut last = None;
                     for batch in loader.iter() {
-                        last = Some(batch.expect("in-memory dataset"));
+                        match batch {
+                            Ok(b) => last = Some(b),
+                            Err(e) => {
+                                failure.get_or_insert(e.to_string());
+                            }
+                        }
                     }
                     // Read the last batch back so device work is counted.
                     if let Some(t) = last {
@@ -211,6 +217,9 @@ pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
                     }
                 },
             );
+            if let Some(e) = failure {
+                anyhow::bail!("loader with {workers} worker(s): {e}");
+            }
         }
     }
     Ok(())

@@ -60,6 +60,17 @@ pub enum Selection {
     Device,
 }
 
+impl Selection {
+    /// Whether candidates are selected on `device` (resolves [`Auto`](Self::Auto)).
+    pub fn on_device(self, device: &Device) -> bool {
+        match self {
+            Selection::Auto => !oml_interfaces::device::is_host_backend(device),
+            Selection::Host => false,
+            Selection::Device => true,
+        }
+    }
+}
+
 impl std::str::FromStr for Selection {
     type Err = RetrievalError;
 
@@ -607,7 +618,7 @@ impl ExactKnn {
     ) -> Result<Option<Neighbours>, RetrievalError> {
         if let Some(caps) = &caps
             && visitor.is_none()
-            && self.selects_on_device()
+            && self.selection.on_device(&self.device)
         {
             return self.run_on_device(caps, progress).map(Some);
         }
@@ -699,14 +710,6 @@ impl ExactKnn {
             }
         }
         Ok(heaps.map(|h| self.finish(h)))
-    }
-
-    fn selects_on_device(&self) -> bool {
-        match self.selection {
-            Selection::Auto => !oml_interfaces::device::is_host_backend(&self.device),
-            Selection::Host => false,
-            Selection::Device => true,
-        }
     }
 
     /// An `Int` tensor `[rows, cols]` (row-major) on the search's device.

@@ -16,7 +16,7 @@ use oml::datasets::dataframe::{ReadOptions, Split, read_dataframe};
 use oml::datasets::npy::{read_npy, write_npy};
 use oml::interfaces::MetricsReport;
 use oml::metrics::{EvalHooks, MetricsConfig, QueryGalleryMeta, evaluate};
-use oml::retrieval::{KnnConfig, Selection};
+use oml::retrieval::KnnConfig;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -270,18 +270,19 @@ pub fn run(args: Args, device: &Device) -> Result<()> {
         });
         let mut report = None;
         measure("metrics", params, args.warmup, args.repeats, || {
-            let (emb, dim, meta) = read_data(csv, npy).expect("data read before");
-            report = Some(
+            // The files may change between runs: a failed read ends the suite with its error.
+            report = Some(read_data(csv, npy).and_then(|(emb, dim, meta)| {
                 evaluate(&emb, dim, &meta, &config, device, &EvalHooks::default())
-                    .map(|e| e.report),
-            );
+                    .map(|e| e.report)
+                    .map_err(|e| anyhow::anyhow!("evaluation failed: {e}"))
+            }));
         });
         match report {
             Some(Ok(r)) => println!(
                 "{}",
                 serde_json::json!({"suite": "metrics", "op": "report", "report": r})
             ),
-            Some(Err(e)) => bail!("evaluation failed: {e}"),
+            Some(Err(e)) => return Err(e),
             None => {}
         }
         println!(
@@ -372,11 +373,7 @@ pub fn run(args: Args, device: &Device) -> Result<()> {
             meta.is_query.iter().filter(|&&x| x).count() as f64,
             meta.is_gallery.iter().filter(|&&x| x).count() as f64,
         );
-        let on_device = match args.selection {
-            Selection::Auto => !oml::interfaces::device::is_host_backend(device),
-            Selection::Host => false,
-            Selection::Device => true,
-        };
+        let on_device = args.selection.on_device(device);
         // Pairs whose dot products were computed (half when queries are the gallery and the
         // host path mirrors blocks).
         let pairs = if args.split_qg || on_device {

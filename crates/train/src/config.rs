@@ -13,6 +13,28 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::TrainError;
+use crate::progress::Console;
+
+/// How to run `oml validate` or `oml predict` beyond their YAML config.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Backend name (wins over the config's `accelerator`).
+    pub device: Option<String>,
+    /// Paths in the config are relative to this folder.
+    pub base_dir: PathBuf,
+    /// Where progress is printed.
+    pub console: Console,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            device: None,
+            base_dir: PathBuf::from("."),
+            console: Console::quiet(),
+        }
+    }
+}
 
 /// A `{name, args}` section, as OML's registries take them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -15,32 +15,13 @@ use crate::config::{PredictConfig, resolve};
 use crate::data::{embed_dataset, transforms};
 use crate::error::TrainError;
 use crate::extractor::ExtractorSpec;
-use crate::progress::Console;
 use crate::train::select_devices;
 
 /// Image extensions `oml predict` reads (as OML's `IMAGE_EXTENSIONS`, case-insensitive).
 pub const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
 
 /// How to run `oml predict` beyond the config.
-#[derive(Debug, Clone)]
-pub struct PredictOptions {
-    /// Backend name (wins over the config's `accelerator`).
-    pub device: Option<String>,
-    /// Paths in the config are relative to this folder.
-    pub base_dir: PathBuf,
-    /// Where progress is printed.
-    pub console: Console,
-}
-
-impl Default for PredictOptions {
-    fn default() -> Self {
-        Self {
-            device: None,
-            base_dir: PathBuf::from("."),
-            console: Console::quiet(),
-        }
-    }
-}
+pub type PredictOptions = crate::config::RunOptions;
 
 /// What `oml predict` wrote.
 #[derive(Debug, Clone)]

@@ -27,25 +27,7 @@ use crate::progress::Console;
 use crate::train::select_devices;
 
 /// How to run `oml validate` beyond the config.
-#[derive(Debug, Clone)]
-pub struct ValidateOptions {
-    /// Backend name (wins over the config's `accelerator`).
-    pub device: Option<String>,
-    /// Paths in the config are relative to this folder.
-    pub base_dir: PathBuf,
-    /// Where progress is printed.
-    pub console: Console,
-}
-
-impl Default for ValidateOptions {
-    fn default() -> Self {
-        Self {
-            device: None,
-            base_dir: PathBuf::from("."),
-            console: Console::quiet(),
-        }
-    }
-}
+pub type ValidateOptions = crate::config::RunOptions;
 
 /// What `oml validate` computed.
 #[derive(Debug, Clone)]

@@ -136,28 +136,28 @@ pub struct Scheduling {
     pub monitor_metric: Option<String>,
 }
 
-fn one() -> usize {
+pub(crate) fn one() -> usize {
     1
 }
-fn default_seed() -> u64 {
+pub(crate) fn default_seed() -> u64 {
     42
 }
-fn default_precision() -> u32 {
+pub(crate) fn default_precision() -> u32 {
     32
 }
-fn default_dataframe() -> String {
+pub(crate) fn default_dataframe() -> String {
     "df.csv".to_string()
 }
 fn default_bs_val() -> usize {
     256
 }
-fn default_true() -> bool {
+pub(crate) fn default_true() -> bool {
     true
 }
-fn default_checkpoint_metric() -> String {
+pub(crate) fn default_checkpoint_metric() -> String {
     "OVERALL/cmc/1".to_string()
 }
-fn default_logs_root() -> PathBuf {
+pub(crate) fn default_logs_root() -> PathBuf {
     PathBuf::from("runs")
 }
 

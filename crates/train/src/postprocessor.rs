@@ -49,35 +49,15 @@ use crate::optim::{build_optimizer, build_scheduler};
 use crate::predict::write_npy_f32;
 use crate::rundir::fingerprint;
 use crate::runner::{
-    FitContext, RunPlace, finish, fit, load_epoch, load_history, lock, log_report, open_run,
+    FitContext, finish, fit, load_epoch, load_history, lock, log_report, open_config_run,
     stop_after, write_json,
 };
 use crate::train::{TrainOptions, select_devices};
 use crate::validation::{Embeddings, OnEpoch, ValidationHub, summary_line};
 
-fn one() -> usize {
-    1
-}
-fn seed() -> u64 {
-    42
-}
-fn precision() -> u32 {
-    32
-}
-fn df() -> String {
-    "df.csv".into()
-}
+/// The re-ranker's own default batch size (the shared defaults live in `config`).
 fn bs() -> usize {
     128
-}
-fn yes() -> bool {
-    true
-}
-fn cmc() -> String {
-    "OVERALL/cmc/1".into()
-}
-fn runs() -> PathBuf {
-    PathBuf::from("runs")
 }
 
 /// `oml train-postprocessor`'s config (OML's `postprocessor_training_pipeline` keys).
@@ -85,7 +65,7 @@ fn runs() -> PathBuf {
 #[serde(deny_unknown_fields)]
 pub struct PostprocessorConfig {
     /// Seed.
-    #[serde(default = "seed")]
+    #[serde(default = "crate::config::default_seed")]
     pub seed: u64,
     /// Backend name.
     #[serde(default)]
@@ -94,18 +74,18 @@ pub struct PostprocessorConfig {
     #[serde(default)]
     pub devices: Option<usize>,
     /// Only 32.
-    #[serde(default = "precision")]
+    #[serde(default = "crate::config::default_precision")]
     pub precision: u32,
     /// Folder the dataframe's paths start from.
     pub dataset_root: PathBuf,
     /// The dataframe CSV.
-    #[serde(default = "df")]
+    #[serde(default = "crate::config::default_dataframe")]
     pub dataframe_name: String,
     /// Decoded images kept in memory.
     #[serde(default)]
     pub cache_size: usize,
     /// Print the dataframe's warnings.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::config::default_true")]
     pub show_dataset_warnings: bool,
     /// Data-loading threads.
     #[serde(default)]
@@ -127,7 +107,7 @@ pub struct PostprocessorConfig {
     /// `{name: pairwise_reranker, args: {top_n, pairwise_model: {name, args}, batch_size}}`.
     pub postprocessor: NamedArgs,
     /// Hard pairs (OML's `PairsMiner(hard_mining)`).
-    #[serde(default = "yes")]
+    #[serde(default = "crate::config::default_true")]
     pub hard_pairs_mining: bool,
     /// The P×K sampler (required: pairs are mined within batches).
     pub sampler: NamedArgs,
@@ -139,16 +119,16 @@ pub struct PostprocessorConfig {
     /// Number of epochs.
     pub max_epochs: usize,
     /// Validate every this many epochs (and after the last).
-    #[serde(default = "one")]
+    #[serde(default = "crate::config::one")]
     pub valid_period: usize,
     /// `EmbeddingMetrics` arguments.
     #[serde(default)]
     pub metric_args: Value,
     /// Log the worst queries (OML's default here: true).
-    #[serde(default = "yes")]
+    #[serde(default = "crate::config::default_true")]
     pub log_images: bool,
     /// Metric picking the best checkpoint.
-    #[serde(default = "cmc")]
+    #[serde(default = "crate::config::default_checkpoint_metric")]
     pub metric_for_checkpointing: String,
     /// `max` or `min`.
     #[serde(default)]
@@ -166,7 +146,7 @@ pub struct PostprocessorConfig {
     #[serde(default)]
     pub postfix: Option<String>,
     /// Folder of run folders.
-    #[serde(default = "runs")]
+    #[serde(default = "crate::config::default_logs_root")]
     pub logs_root: PathBuf,
     /// Run folder name.
     #[serde(default)]
@@ -481,26 +461,14 @@ pub fn train_postprocessor(
     let device = devices[0].clone();
 
     // ---- run folder
-    let config_json =
-        serde_json::to_value(config).map_err(|e| TrainError::config("", e.to_string()))?;
-    let text = match &opts.config_text {
-        Some(t) => t.clone(),
-        None => {
-            serde_yaml_ng::to_string(config).map_err(|e| TrainError::config("", e.to_string()))?
-        }
-    };
-    let logs_root = resolve(&opts.base_dir, &config.logs_root);
-    let place = RunPlace {
-        explicit: opts
-            .run_dir
-            .clone()
-            .or_else(|| config.logs_folder.as_ref().map(|f| logs_root.join(f))),
-        logs_root,
-        name: &opts.config_name,
-        postfix: config.postfix.as_deref(),
-        resume: opts.resume,
-    };
-    let run = open_run(place, fingerprint(&config_json), text, &console)?;
+    let (run, config_json) = open_config_run(
+        config,
+        &opts,
+        &config.logs_root,
+        config.logs_folder.as_deref(),
+        config.postfix.as_deref(),
+        &console,
+    )?;
 
     // ---- data and the frozen extractor's embeddings
     let root = resolve(&opts.base_dir, &config.dataset_root);

@@ -58,6 +58,40 @@ pub(crate) struct RunPlace<'a> {
     pub resume: bool,
 }
 
+/// Opens the run folder of a training config (`opts.run_dir`, else `logs_folder` under the
+/// logs root, else a new or resumable folder there) and returns it with the config as JSON
+/// (its fingerprint names the run; the loggers record it).
+pub(crate) fn open_config_run(
+    config: &impl serde::Serialize,
+    opts: &crate::train::TrainOptions,
+    logs_root: &Path,
+    logs_folder: Option<&str>,
+    postfix: Option<&str>,
+    console: &Console,
+) -> Result<(RunFolder, serde_json::Value), TrainError> {
+    let config_json =
+        serde_json::to_value(config).map_err(|e| TrainError::config("", e.to_string()))?;
+    let config_text = match &opts.config_text {
+        Some(t) => t.clone(),
+        None => {
+            serde_yaml_ng::to_string(config).map_err(|e| TrainError::config("", e.to_string()))?
+        }
+    };
+    let logs_root = crate::config::resolve(&opts.base_dir, logs_root);
+    let place = RunPlace {
+        explicit: opts
+            .run_dir
+            .clone()
+            .or_else(|| logs_folder.map(|f| logs_root.join(f))),
+        logs_root,
+        name: &opts.config_name,
+        postfix,
+        resume: opts.resume,
+    };
+    let hash = crate::rundir::fingerprint(&config_json);
+    Ok((open_run(place, hash, config_text, console)?, config_json))
+}
+
 /// Chooses, creates or reopens the run folder; a new one gets `config.yaml` and `state.json`.
 pub(crate) fn open_run(
     place: RunPlace<'_>,

@@ -36,9 +36,8 @@ use crate::loaders::{ChunkLoader, EpochTagged, EveryNthEpoch, ToTrainBatch};
 use crate::model::{InferBatch, MetricLearner, StepGuard, TrainBatch};
 use crate::optim::{build_optimizer, build_scheduler};
 use crate::progress::Console;
-use crate::rundir::fingerprint;
 use crate::runner::{
-    FitContext, RunPlace, finish, fit, load_epoch, load_history, lock, log_report, open_run,
+    FitContext, finish, fit, load_epoch, load_history, lock, log_report, open_config_run,
     stop_after, write_json,
 };
 use crate::validation::{Embeddings, OnEpoch, ValidationHub, summary_line};
@@ -272,26 +271,14 @@ pub fn train(config: &TrainConfig, opts: TrainOptions) -> Result<TrainOutcome, T
     let device = devices[0].clone();
 
     // ---- run folder
-    let config_json =
-        serde_json::to_value(config).map_err(|e| TrainError::config("", e.to_string()))?;
-    let config_text = match &opts.config_text {
-        Some(t) => t.clone(),
-        None => {
-            serde_yaml_ng::to_string(config).map_err(|e| TrainError::config("", e.to_string()))?
-        }
-    };
-    let logs_root = resolve(&opts.base_dir, &config.logs_root);
-    let place = RunPlace {
-        explicit: opts
-            .run_dir
-            .clone()
-            .or_else(|| config.logs_folder.as_ref().map(|f| logs_root.join(f))),
-        logs_root,
-        name: &opts.config_name,
-        postfix: config.postfix.as_deref(),
-        resume: opts.resume,
-    };
-    let run = open_run(place, fingerprint(&config_json), config_text, &console)?;
+    let (run, config_json) = open_config_run(
+        config,
+        &opts,
+        &config.logs_root,
+        config.logs_folder.as_deref(),
+        config.postfix.as_deref(),
+        &console,
+    )?;
     let (run_dir, ckpt_dir, resume_epoch) =
         (run.path.clone(), run.ckpt_dir.clone(), run.resume_epoch);
 

@@ -55,6 +55,7 @@ pub mod datasets;
 pub mod device;
 #[cfg(feature = "golden")]
 pub mod golden;
+pub mod linalg;
 pub mod loggers;
 pub mod metrics;
 pub mod miners;

@@ -3,8 +3,8 @@
 //!
 //! How it works, and why it is fast:
 //! - Embeddings are cut into blocks of `block_size` rows. For each (query block, gallery block)
-//!   pair one GEMM `Q_b · G_bᵀ` runs on the chosen Burn device; the block of dot products comes
-//!   back to the host, where `‖q‖² + ‖g‖² − 2·q·g` is formed and scanned by every query's
+//!   pair one GEMM `Q_b · G_bᵀ` runs on the chosen Burn device (on CPU backends, one fixed host
+//!   GEMM, [`oml_interfaces::linalg::matmul_nt`]); the block of dot products comes back to the host, where `‖q‖² + ‖g‖² − 2·q·g` is formed and scanned by every query's
 //!   bounded max-heap. Most candidates are rejected by one comparison against the heap's worst
 //!   item, so only `k` items per query are ever kept and nothing is fully sorted.
 //! - When queries and gallery are the same item set (the usual "every item is both" validation),
@@ -28,6 +28,8 @@ use crate::topk::TopK;
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use oml_interfaces::RetrievalError;
+use oml_interfaces::device::is_host_backend;
+use oml_interfaces::linalg::matmul_nt;
 use rayon::prelude::*;
 
 /// Default rows per query block and per gallery block. A block of distances is
@@ -642,29 +644,51 @@ impl ExactKnn {
         }
         let total = self.n_blocks();
         let mut done = 0u64;
-        let q_tensors: Vec<Tensor<2>> = q_blocks
-            .iter()
-            .map(|&(s, e)| self.upload(&self.q_host, s, e, false))
-            .collect();
-        let g_tensors: Vec<Tensor<2>> = g_blocks
-            .iter()
-            .map(|&(s, e)| self.upload(self.g_host(), s, e, true))
-            .collect();
+        // On CPU backends the data is already on the host: one fixed host GEMM, no uploads
+        // (see `oml_interfaces::linalg` for why not the backend's matmul).
+        let host_gemm = is_host_backend(&self.device);
+        let (q_tensors, g_tensors): (Vec<Tensor<2>>, Vec<Tensor<2>>) = if host_gemm {
+            (Vec::new(), Vec::new())
+        } else {
+            (
+                q_blocks
+                    .iter()
+                    .map(|&(s, e)| self.upload(&self.q_host, s, e, false))
+                    .collect(),
+                g_blocks
+                    .iter()
+                    .map(|&(s, e)| self.upload(self.g_host(), s, e, true))
+                    .collect(),
+            )
+        };
+        let mut dots_buf: Vec<f32> = Vec::new();
         for (qb, &(q0, q1)) in q_blocks.iter().enumerate() {
             let first_g = if symmetric { qb } else { 0 };
             for (gb, &(g0, g1)) in g_blocks.iter().enumerate().skip(first_g) {
                 let (rows, cols) = (q1 - q0, g1 - g0);
-                let data = q_tensors[qb]
-                    .clone()
-                    .matmul(g_tensors[gb].clone())
-                    .try_into_data()
+                if host_gemm {
+                    let d = self.dim;
+                    dots_buf.resize(rows * cols, 0.0);
+                    matmul_nt(
+                        &self.q_host[q0 * d..q1 * d],
+                        &self.g_host()[g0 * d..g1 * d],
+                        d,
+                        &mut dots_buf,
+                    )
                     .map_err(|e| invalid(format!("distance block could not be computed: {e}")))?;
-                let data = data.try_cast_as::<f32>().map_err(|e| {
-                    invalid(format!("distance block is not readable as f32: {e:?}"))
-                })?;
-                let dots = data.as_slice::<f32>().map_err(|e| {
-                    invalid(format!("distance block is not readable as f32: {e:?}"))
-                })?;
+                } else {
+                    let data = q_tensors[qb]
+                        .clone()
+                        .matmul(g_tensors[gb].clone())
+                        .try_into_data()
+                        .map_err(|e| {
+                            invalid(format!("distance block could not be computed: {e}"))
+                        })?;
+                    dots_buf = data.try_into_vec_as::<f32>().map_err(|e| {
+                        invalid(format!("distance block is not readable as f32: {e:?}"))
+                    })?;
+                }
+                let dots = &dots_buf[..];
                 let mirrored = symmetric && gb != qb;
                 if let Some(heaps) = heaps.as_mut() {
                     let masks = &self.masks;

@@ -1,0 +1,160 @@
+//! One fixed host GEMM for the CPU backends' distance computations.
+//!
+//! The kNN search and the miners need `A·Bᵀ` of two row-major `f32` matrices that are already
+//! on the host. Through Burn they would run burn-flex's GEMM, whose speed on a 2-core machine
+//! depends on how the final binary happens to lay out its microkernel (`docs/metrics.md`: the
+//! same call took 0.7 s in one binary and 1.6 s in another). This kernel is matrixmultiply's
+//! (through ndarray's safe API), chosen at run time for the CPU's vector units, and parallel
+//! over row chunks on rayon's pool, one single-threaded GEMM per chunk, so every binary runs
+//! the same code at the same speed.
+//!
+//! ```
+//! use oml_interfaces::linalg::matmul_nt;
+//! // a = [[1, 2], [3, 4], [5, 6]] (3×2), b = [[1, 0], [0, 1]] (2×2): a·bᵀ = a.
+//! let a = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+//! let b = [1.0f32, 0.0, 0.0, 1.0];
+//! let mut out = [0.0f32; 6];
+//! matmul_nt(&a, &b, 2, &mut out).unwrap();
+//! assert_eq!(out, a);
+//! ```
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut2};
+use rayon::prelude::*;
+
+/// Operand lengths that do not describe `A [m, k]`, `B [n, k]` and `out [m, n]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "matmul_nt: a has {a_len} values, b {b_len}, out {out_len}; they must be m·k, n·k and m·n for k = {k}"
+)]
+pub struct ShapeError {
+    /// Length of `a`.
+    pub a_len: usize,
+    /// Length of `b`.
+    pub b_len: usize,
+    /// Length of `out`.
+    pub out_len: usize,
+    /// The shared inner dimension.
+    pub k: usize,
+}
+
+/// Fewest rows one parallel task multiplies: below this the per-task packing of `B` costs
+/// more than the split saves.
+const MIN_TASK_ROWS: usize = 16;
+
+/// `out = A·Bᵀ` for row-major `A [m, k]`, `B [n, k]`, `out [m, n]`; `m` and `n` follow from the
+/// lengths. Rows of `A` are split over rayon's pool.
+pub fn matmul_nt(a: &[f32], b: &[f32], k: usize, out: &mut [f32]) -> Result<(), ShapeError> {
+    let out_len = out.len();
+    let err = || ShapeError {
+        a_len: a.len(),
+        b_len: b.len(),
+        out_len,
+        k,
+    };
+    if k == 0 {
+        // An empty inner dimension: every dot product is 0, whatever m and n are.
+        if !a.is_empty() || !b.is_empty() {
+            return Err(err());
+        }
+        out.fill(0.0);
+        return Ok(());
+    }
+    if a.len() % k != 0 || b.len() % k != 0 {
+        return Err(err());
+    }
+    let (m, n) = (a.len() / k, b.len() / k);
+    if out_len != m * n {
+        return Err(err());
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let bt = ArrayView2::from_shape((n, k), b).map_err(|_| err())?;
+    let bt = bt.t();
+    let tasks = 2 * rayon::current_num_threads();
+    let rows = m.div_ceil(tasks).max(MIN_TASK_ROWS).next_multiple_of(8);
+    out.par_chunks_mut(rows * n)
+        .zip(a.par_chunks(rows * k))
+        .try_for_each(|(o, a)| {
+            let r = a.len() / k;
+            let a = ArrayView2::from_shape((r, k), a).map_err(|_| err())?;
+            let mut o = ArrayViewMut2::from_shape((r, n), o).map_err(|_| err())?;
+            general_mat_mul(1.0, &a, &bt, 0.0, &mut o);
+            Ok(())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: &[f32], b: &[f32], k: usize) -> Vec<f32> {
+        let (m, n) = (a.len() / k, b.len() / k);
+        let mut out = vec![0.0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0.0f64;
+                for t in 0..k {
+                    s += a[i * k + t] as f64 * b[j * k + t] as f64;
+                }
+                out[i * n + j] = s as f32;
+            }
+        }
+        out
+    }
+
+    /// Deterministic values in [-1, 1) without a random-number dependency.
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_naive_on_odd_shapes() {
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (3, 5, 7),
+            (17, 9, 128),
+            (100, 33, 3),
+            (257, 255, 64),
+        ] {
+            let a = values(m * k, (m * 31 + k) as u64);
+            let b = values(n * k, (n * 17 + k) as u64);
+            let mut out = vec![f32::NAN; m * n];
+            matmul_nt(&a, &b, k, &mut out).unwrap();
+            let want = naive(&a, &b, k);
+            for (i, (g, w)) in out.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                    "{m}x{n}x{k} at {i}: {g} vs {w}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn empty_operands() {
+        let mut out: Vec<f32> = vec![];
+        matmul_nt(&[], &[1.0, 2.0], 2, &mut out).unwrap();
+        let mut out = vec![f32::NAN; 6];
+        matmul_nt(&[], &[], 0, &mut out).unwrap();
+        assert!(out.iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn inconsistent_lengths_are_errors() {
+        let mut out = vec![0.0f32; 4];
+        let e = matmul_nt(&[1.0; 5], &[1.0; 4], 2, &mut out).unwrap_err();
+        assert_eq!(e.a_len, 5);
+        assert!(matmul_nt(&[1.0; 4], &[1.0; 4], 2, &mut [0.0; 3]).is_err());
+        assert!(matmul_nt(&[1.0; 4], &[], 0, &mut out).is_err());
+    }
+}

@@ -32,6 +32,13 @@ pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
     measure("ops", params("matmul"), 1, args.repeats, || {
         let _ = a.clone().matmul(b.clone().transpose()).into_data();
     });
+    // The fixed host GEMM the CPU paths use (kNN blocks, miners), on the same operands.
+    let (ah, bh): (Vec<f32>, Vec<f32>) =
+        (a.to_data().iter().collect(), b.to_data().iter().collect());
+    let mut out = vec![0f32; n * n];
+    measure("ops", params("host_matmul"), 1, args.repeats, || {
+        let _ = oml::interfaces::linalg::matmul_nt(&ah, &bh, d, &mut out);
+    });
     let cdist = |a: Tensor<2>, b: Tensor<2>| {
         let an = a.clone().square().sum_dim(1);
         let bn = b.clone().square().sum_dim(1).transpose();

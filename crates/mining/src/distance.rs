@@ -1,6 +1,9 @@
 //! Euclidean distances with `torch.cdist(p=2)` semantics, plus host reads.
 
 use burn::prelude::*;
+use oml_interfaces::device::is_host_backend;
+use oml_interfaces::linalg::matmul_nt;
+use rayon::prelude::*;
 
 /// Row counts above which `torch.cdist` switches to the matmul form (`use_mm_for_euclid_dist_if_necessary`).
 pub const CDIST_MM_THRESHOLD: usize = 25;
@@ -70,12 +73,62 @@ pub fn rowwise_distances(a: Tensor<2>, b: Tensor<2>) -> Tensor<1> {
 
 /// Reads a float tensor to the host as `f32`, row-major.
 pub(crate) fn host_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().iter::<f32>().collect()
+    // One memcpy when the data is f32 (always on the CPU backends); the element-wise iterator
+    // (a virtual call per value) only for other float types.
+    let data = t.into_data();
+    match data.as_slice::<f32>() {
+        Ok(values) => values.to_vec(),
+        Err(_) => data.iter::<f32>().collect(),
+    }
 }
 
 /// Pairwise distances of `x` computed without autodiff and read to the host, row-major `[B, B]`.
+///
+/// On CPU backends the features are read first and the Gram matrix comes from the fixed host
+/// GEMM ([`oml_interfaces::linalg::matmul_nt`]): it is most of a hard-mining step, and
+/// burn-flex's GEMM runs this shape at half that speed. Same `torch.cdist` forms either way.
 pub(crate) fn host_self_distances(x: &Tensor<2>) -> Vec<f32> {
-    host_f32(self_cdist(x.clone().without_autodiff()))
+    let x = x.clone().without_autodiff();
+    if !is_host_backend(&x.device()) {
+        return host_f32(self_cdist(x));
+    }
+    let [b, d] = x.dims();
+    host_self_cdist(&host_f32(x), b, d)
+}
+
+/// [`self_cdist`] of `b` row-major rows of dimension `d` on the host.
+fn host_self_cdist(x: &[f32], b: usize, d: usize) -> Vec<f32> {
+    let safe_sqrt = |sq: f32| if (sq as f64) < SQ_EPS { 0.0 } else { sq.sqrt() };
+    let row = |i: usize| &x[i * d..(i + 1) * d];
+    let mut out = vec![0.0f32; b * b];
+    if b <= CDIST_MM_THRESHOLD {
+        for i in 0..b {
+            for j in 0..b {
+                let sq: f32 = row(i)
+                    .iter()
+                    .zip(row(j))
+                    .map(|(p, q)| (p - q) * (p - q))
+                    .sum();
+                out[i * b + j] = safe_sqrt(sq);
+            }
+        }
+        return out;
+    }
+    let norms: Vec<f32> = (0..b).map(|i| row(i).iter().map(|v| v * v).sum()).collect();
+    if matmul_nt(x, x, d, &mut out).is_err() {
+        // Unreachable: `x` is the `[b, d]` tensor's own data and `out` is `b × b`.
+        return vec![f32::NAN; b * b];
+    }
+    out.par_chunks_mut(b).enumerate().for_each(|(i, r)| {
+        for (j, v) in r.iter_mut().enumerate() {
+            *v = if i == j {
+                0.0
+            } else {
+                safe_sqrt(norms[i] + norms[j] - 2.0 * *v)
+            };
+        }
+    });
+    out
 }
 
 /// An `Int` index tensor on `device`.
@@ -123,6 +176,36 @@ mod tests {
             }
             for i in 0..n {
                 assert_eq!(got[i * n + i], 0.0);
+            }
+        }
+    }
+
+    #[test]
+    fn host_distances_match_the_oracle_and_the_tensor_form() {
+        let device = test_device();
+        for n in [1usize, 5, 25, 26, 64] {
+            let d = 9;
+            let x: Vec<f32> = (0..n * d)
+                .map(|i| ((i * 53 % 97) as f32 / 13.0).cos())
+                .collect();
+            let t = Tensor::<2>::from_data(TensorData::new(x.clone(), [n, d]), &device);
+            let host = host_self_cdist(&x, n, d);
+            let via_tensor = host_f32(self_cdist(t.clone()));
+            let want = brute(&x, n, d);
+            for ((h, v), w) in host.iter().zip(&via_tensor).zip(&want) {
+                assert!((h - w).abs() < 1e-4, "n={n}: host {h} vs oracle {w}");
+                assert!((h - v).abs() < 1e-4, "n={n}: host {h} vs tensor {v}");
+            }
+            assert_eq!(
+                host_self_distances(&t),
+                if is_host_backend(&device) {
+                    host
+                } else {
+                    via_tensor
+                }
+            );
+            for i in 0..n {
+                assert_eq!(host_self_cdist(&x, n, d)[i * n + i], 0.0);
             }
         }
     }

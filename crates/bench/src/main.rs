@@ -44,6 +44,8 @@ enum Suite {
 }
 
 fn main() -> Result<()> {
+    // Before any thread starts: keep freed tensor buffers in the process (see oml-malloc).
+    oml_malloc::tune();
     let cli = Cli::parse();
     if let Suite::Table { path } = &cli.suite {
         let text = std::fs::read_to_string(path)

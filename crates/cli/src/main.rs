@@ -31,6 +31,8 @@ enum Command {
 }
 
 fn main() -> Result<()> {
+    // Before any thread starts: keep freed tensor buffers in the process (see oml-malloc).
+    oml_malloc::tune();
     let cli = Cli::parse();
     match cli.command {
         Command::Eval(a) => commands::eval::run(a),

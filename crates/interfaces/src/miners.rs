@@ -101,8 +101,17 @@ impl Triplets {
     /// `features` `[B, D]` → three `[T, D]` tensors.
     pub fn gather(&self, features: Tensor<2>) -> TripletFeatures {
         let [a, p, n] = self.to_tensors(&features.device());
+        let [b, _] = features.dims();
+        // Hard mining gives one triplet per row with anchors 0..B in order: the anchors are the
+        // batch itself, which saves a gather and its scatter in the backward pass.
+        let identity =
+            self.anchor.len() == b && self.anchor.iter().enumerate().all(|(i, &a)| i == a);
         TripletFeatures {
-            anchor: features.clone().select(0, a),
+            anchor: if identity {
+                features.clone()
+            } else {
+                features.clone().select(0, a)
+            },
             positive: features.clone().select(0, p),
             negative: features.select(0, n),
         }

@@ -1,7 +1,7 @@
-//! One fixed host GEMM for the CPU backends' distance computations.
+//! One fixed host GEMM for the CPU backends' distance computations and inference matmuls.
 //!
 //! The kNN search and the miners need `A·Bᵀ` of two row-major `f32` matrices that are already
-//! on the host. Through Burn they would run burn-flex's GEMM, whose speed on a 2-core machine
+//! on the host; the extractors' linear layers at inference need `x·W`. Through Burn they would run burn-flex's GEMM, whose speed on a 2-core machine
 //! depends on how the final binary happens to lay out its microkernel (`docs/metrics.md`: the
 //! same call took 0.7 s in one binary and 1.6 s in another). This kernel is matrixmultiply's
 //! (through ndarray's safe API), chosen at run time for the CPU's vector units, and parallel
@@ -19,13 +19,13 @@
 //! ```
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2};
+use ndarray::{ArrayView2, ArrayViewMut2, Axis, Slice};
 use rayon::prelude::*;
 
 /// Operand lengths that do not describe `A [m, k]`, `B [n, k]` and `out [m, n]`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "matmul_nt: a has {a_len} values, b {b_len}, out {out_len}; they must be m·k, n·k and m·n for k = {k}"
+    "host GEMM: a has {a_len} values, b {b_len}, out {out_len}; they must be m·k, k·n and m·n for k = {k}"
 )]
 pub struct ShapeError {
     /// Length of `a`.
@@ -38,13 +38,40 @@ pub struct ShapeError {
     pub k: usize,
 }
 
-/// Fewest rows one parallel task multiplies: below this the per-task packing of `B` costs
-/// more than the split saves.
+/// Fewest rows (or columns) one parallel task multiplies: below this the per-task packing of
+/// the other operand costs more than the split saves.
 const MIN_TASK_ROWS: usize = 16;
 
 /// `out = A·Bᵀ` for row-major `A [m, k]`, `B [n, k]`, `out [m, n]`; `m` and `n` follow from the
 /// lengths. Rows of `A` are split over rayon's pool.
 pub fn matmul_nt(a: &[f32], b: &[f32], k: usize, out: &mut [f32]) -> Result<(), ShapeError> {
+    gemm(a, false, b, true, k, out)
+}
+
+/// `out = A·B` for row-major `A [m, k]`, `B [k, n]`, `out [m, n]` (a linear layer's `x·W`);
+/// `m` and `n` follow from the lengths. Rows of `A` are split over rayon's pool.
+pub fn matmul(a: &[f32], b: &[f32], k: usize, out: &mut [f32]) -> Result<(), ShapeError> {
+    gemm(a, false, b, false, k, out)
+}
+
+/// `out = A·B` with `A` given transposed, `at = Aᵀ [k, m]` row-major, `B [k, n]`, `out [m, n]`.
+///
+/// matrixmultiply packs both operands fastest in these layouts (contiguous runs along `m` and
+/// along `n`): worth a one-off transposition when the same `A` meets many `B`s (a convolution's
+/// weights and each image's columns).
+pub fn matmul_tn(at: &[f32], b: &[f32], k: usize, out: &mut [f32]) -> Result<(), ShapeError> {
+    gemm(at, true, b, false, k, out)
+}
+
+/// `A·B` (or `A·Bᵀ`) with `A` (or `Aᵀ`) and `B` (or `Bᵀ`) row-major as the flags say.
+fn gemm(
+    a: &[f32],
+    a_transposed: bool,
+    b: &[f32],
+    b_transposed: bool,
+    k: usize,
+    out: &mut [f32],
+) -> Result<(), ShapeError> {
     let out_len = out.len();
     let err = || ShapeError {
         a_len: a.len(),
@@ -70,23 +97,39 @@ pub fn matmul_nt(a: &[f32], b: &[f32], k: usize, out: &mut [f32]) -> Result<(), 
     if m == 0 || n == 0 {
         return Ok(());
     }
-    // `Bᵀ` as a strided view: transposing the operands into the layouts matrixmultiply packs
-    // fastest measured slower overall (the transposition costs more than the packing saves).
-    let bt = ArrayView2::from_shape((n, k), b)
-        .map_err(|_| err())?
-        .reversed_axes();
-    // One task per thread: each task packs all of `B` again, so more tasks cost more packing.
+    // For `matmul_nt`, `Bᵀ` as a strided view: transposing the operands into the layouts
+    // matrixmultiply packs fastest measured slower there (the transposition costs more than the
+    // packing saves when each operand is used once).
+    let b = if b_transposed {
+        ArrayView2::from_shape((n, k), b)
+            .map_err(|_| err())?
+            .reversed_axes()
+    } else {
+        ArrayView2::from_shape((k, n), b).map_err(|_| err())?
+    };
+    let a = if a_transposed {
+        ArrayView2::from_shape((k, m), a)
+            .map_err(|_| err())?
+            .reversed_axes()
+    } else {
+        ArrayView2::from_shape((m, k), a).map_err(|_| err())?
+    };
+    // One task per thread, each packing its share of one operand and all of the other again:
+    // split the larger of `m` and `n`, so the operand packed again is the smaller one.
     let tasks = rayon::current_num_threads();
-    let rows = m.div_ceil(tasks).max(MIN_TASK_ROWS).next_multiple_of(8);
-    out.par_chunks_mut(rows * n)
-        .zip(a.par_chunks(rows * k))
-        .try_for_each(|(o, a)| {
-            let r = a.len() / k;
-            let a = ArrayView2::from_shape((r, k), a).map_err(|_| err())?;
-            let mut o = ArrayViewMut2::from_shape((r, n), o).map_err(|_| err())?;
-            general_mat_mul(1.0, &a, &bt, 0.0, &mut o);
-            Ok(())
-        })
+    let mut o = ArrayViewMut2::from_shape((m, n), out).map_err(|_| err())?;
+    let (axis, len) = if m >= n { (Axis(0), m) } else { (Axis(1), n) };
+    let step = len.div_ceil(tasks).max(MIN_TASK_ROWS).next_multiple_of(8);
+    let parts: Vec<_> = o.axis_chunks_iter_mut(axis, step).collect();
+    parts.into_par_iter().enumerate().for_each(|(t, mut o)| {
+        let range = Slice::from(t * step..t * step + o.len_of(axis));
+        if axis == Axis(0) {
+            general_mat_mul(1.0, &a.slice_axis(Axis(0), range), &b, 0.0, &mut o);
+        } else {
+            general_mat_mul(1.0, &a, &b.slice_axis(Axis(1), range), 0.0, &mut o);
+        }
+    });
+    Ok(())
 }
 
 #[cfg(test)]
@@ -139,6 +182,54 @@ mod tests {
                 assert!(
                     (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
                     "{m}x{n}x{k} at {i}: {g} vs {w}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn matmul_nn_matches_naive() {
+        for &(m, n, k) in &[(1, 1, 1), (33, 70, 384), (200, 17, 5)] {
+            let a = values(m * k, (m + 7 * k) as u64);
+            let b_kn = values(k * n, (n + 3 * k) as u64);
+            // naive() takes B as [n, k] rows: transpose the [k, n] operand for the oracle.
+            let mut b_nk = vec![0.0f32; n * k];
+            for t in 0..k {
+                for j in 0..n {
+                    b_nk[j * k + t] = b_kn[t * n + j];
+                }
+            }
+            let mut out = vec![f32::NAN; m * n];
+            matmul(&a, &b_kn, k, &mut out).unwrap();
+            for (g, w) in out.iter().zip(&naive(&a, &b_nk, k)) {
+                assert!(
+                    (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                    "{m}x{n}x{k}: {g} vs {w}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn matmul_tn_matches_naive() {
+        for &(m, n, k) in &[(1, 1, 1), (64, 49, 300), (9, 130, 17)] {
+            let a = values(m * k, (m + 5 * k) as u64);
+            let b_kn = values(k * n, (n + 11 * k) as u64);
+            let (mut at, mut b_nk) = (vec![0.0f32; k * m], vec![0.0f32; n * k]);
+            for t in 0..k {
+                for i in 0..m {
+                    at[t * m + i] = a[i * k + t];
+                }
+                for j in 0..n {
+                    b_nk[j * k + t] = b_kn[t * n + j];
+                }
+            }
+            let mut out = vec![f32::NAN; m * n];
+            matmul_tn(&at, &b_kn, k, &mut out).unwrap();
+            for (g, w) in out.iter().zip(&naive(&a, &b_nk, k)) {
+                assert!(
+                    (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                    "{m}x{n}x{k}: {g} vs {w}"
                 );
             }
         }

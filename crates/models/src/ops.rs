@@ -6,7 +6,183 @@
 //! coordinate rule (including a caller-given `scale_factor`, which DINO relies on), runs on any
 //! backend, and is differentiable (Burn's `interpolate` has no autodiff backward).
 
+use burn::nn::conv::Conv2d;
+use burn::nn::{Linear, PaddingConfig2d};
 use burn::prelude::*;
+use oml_interfaces::device::is_host_backend;
+use oml_interfaces::linalg::{matmul, matmul_tn};
+use rayon::prelude::*;
+
+/// `layer.forward(x)`; at inference on a CPU backend (no autodiff) through the host GEMM.
+///
+/// burn-flex's own GEMM kernel spills its accumulators to the stack and ran the ViT's linear
+/// layers at about 21 GFLOP/s on a 2-core machine; [`oml_interfaces::linalg::matmul`] runs the
+/// same products several times faster (`docs/models.md`). Training keeps Burn's path, which
+/// records the operation for the backward pass.
+///
+/// # Shapes
+/// `[..., d_input] -> [..., d_output]`.
+pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
+    let device = x.device();
+    if device.is_autodiff() || !is_host_backend(&device) {
+        return layer.forward(x);
+    }
+    let weight = layer.weight.val();
+    let [k, n] = weight.dims();
+    let mut dims = x.dims();
+    if dims[D - 1] != k {
+        // Burn's forward reports the shape mismatch with its own message.
+        return layer.forward(x);
+    }
+    let (Some(x_host), Some(w_host)) = (host_values(x.clone()), host_values(weight)) else {
+        return layer.forward(x);
+    };
+    let mut out = vec![0f32; x_host.len() / k * n];
+    if matmul(&x_host, &w_host, k, &mut out).is_err() {
+        return layer.forward(x);
+    }
+    dims[D - 1] = n;
+    let y = Tensor::<D>::from_data(TensorData::new(out, dims), &device);
+    match &layer.bias {
+        Some(bias) => y + bias.val().unsqueeze::<D>(),
+        None => y,
+    }
+}
+
+/// `layer.forward(x)`; at inference on a CPU backend (no autodiff) as im2col plus the host GEMM,
+/// for the ungrouped convolutions with explicit or no padding that the extractors use.
+///
+/// burn-flex's convolution runs its own im2col and the GEMM kernel that [`linear`] avoids;
+/// per image this computes `W [O, C·kh·kw] · cols [C·kh·kw, OH·OW]` straight into the NCHW
+/// output. Other cases (groups, `Same` padding, training) keep Burn's path.
+///
+/// # Shapes
+/// `[B, C, H, W] -> [B, O, OH, OW]`.
+pub fn conv2d(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let device = x.device();
+    if device.is_autodiff() || !is_host_backend(&device) || layer.groups != 1 {
+        return layer.forward(x);
+    }
+    let (pt, pl, pb, pr) = match layer.padding {
+        PaddingConfig2d::Valid => (0, 0, 0, 0),
+        PaddingConfig2d::Explicit(t, l, b, r) => (t, l, b, r),
+        PaddingConfig2d::Same => return layer.forward(x),
+    };
+    let weight = layer.weight.val();
+    let [o, c, kh, kw] = weight.dims();
+    let [batch, xc, h, w] = x.dims();
+    let ([sh, sw], [dh, dw]) = (layer.stride, layer.dilation);
+    let (span_h, span_w) = ((kh - 1) * dh + 1, (kw - 1) * dw + 1);
+    if xc != c || sh == 0 || sw == 0 || h + pt + pb < span_h || w + pl + pr < span_w {
+        // Burn's forward reports these with its own messages.
+        return layer.forward(x);
+    }
+    let oh = (h + pt + pb - span_h) / sh + 1;
+    let ow = (w + pl + pr - span_w) / sw + 1;
+    let (Some(x_host), Some(w_host)) = (host_values(x.clone()), host_values(weight)) else {
+        return layer.forward(x);
+    };
+    let bias = match &layer.bias {
+        Some(b) => match host_values(b.val()) {
+            Some(v) => Some(v),
+            None => return layer.forward(x),
+        },
+        None => None,
+    };
+    let (k, n) = (c * kh * kw, oh * ow);
+    // The weights `[O, k]` transposed once per call to `[k, O]`: with the columns `[k, OH·OW]`
+    // both GEMM operands are then in the layouts the kernel packs fastest, image after image.
+    let mut wt = vec![0f32; k * o];
+    for (oc, row) in w_host.chunks_exact(k).enumerate() {
+        for (r, &v) in row.iter().enumerate() {
+            wt[r * o + oc] = v;
+        }
+    }
+    // A 1×1, stride-1, unpadded conv multiplies the image itself: no im2col copy.
+    let direct = kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt + pl + pb + pr == 0;
+    let mut cols = vec![0f32; if direct { 0 } else { k * n }];
+    let mut out = vec![0f32; batch * o * n];
+    for (image, y) in x_host
+        .chunks_exact(c * h * w)
+        .zip(out.chunks_exact_mut(o * n))
+    {
+        let b_mat: &[f32] = if direct {
+            image
+        } else {
+            cols.par_chunks_mut(n).enumerate().for_each(|(r, row)| {
+                let (ch, ki, kj) = (r / (kh * kw), r / kw % kh, r % kw);
+                im2col_row(
+                    &image[ch * h * w..(ch + 1) * h * w],
+                    row,
+                    [h, w],
+                    [ki * dh, kj * dw],
+                    [sh, sw],
+                    [pt, pl],
+                    ow,
+                );
+            });
+            &cols
+        };
+        if matmul_tn(&wt, b_mat, k, y).is_err() {
+            return layer.forward(x);
+        }
+        if let Some(bias) = &bias {
+            for (row, &b) in y.chunks_exact_mut(n).zip(bias) {
+                row.iter_mut().for_each(|v| *v += b);
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(out, [batch, o, oh, ow]), &device)
+}
+
+/// One im2col row: the input plane's values seen by one kernel tap (offset `[oy0, ox0]` in
+/// the padded input) at every output position, zeros where the tap falls into the padding.
+fn im2col_row(
+    plane: &[f32],
+    row: &mut [f32],
+    [h, w]: [usize; 2],
+    [oy0, ox0]: [usize; 2],
+    [sh, sw]: [usize; 2],
+    [pt, pl]: [usize; 2],
+    ow: usize,
+) {
+    // Output columns whose input column `ox·sw + ox0 − pl` lies inside `0..w`.
+    let lo = if ox0 >= pl {
+        0
+    } else {
+        (pl - ox0).div_ceil(sw)
+    }
+    .min(ow);
+    let hi = if w + pl > ox0 {
+        ((w + pl - ox0 - 1) / sw + 1).min(ow)
+    } else {
+        0
+    }
+    .max(lo);
+    for (oy, seg) in row.chunks_exact_mut(ow).enumerate() {
+        let iy = oy * sh + oy0;
+        if iy < pt || iy - pt >= h {
+            seg.fill(0.0);
+            continue;
+        }
+        let src = &plane[(iy - pt) * w..(iy - pt + 1) * w];
+        seg[..lo].fill(0.0);
+        seg[hi..].fill(0.0);
+        let first = lo * sw + ox0 - pl;
+        if sw == 1 {
+            seg[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
+        } else {
+            for (v, &x) in seg[lo..hi].iter_mut().zip(src[first..].iter().step_by(sw)) {
+                *v = x;
+            }
+        }
+    }
+}
+
+/// A float tensor's values as `f32`, row-major; `None` if they cannot be read.
+fn host_values<const D: usize>(t: Tensor<D>) -> Option<Vec<f32>> {
+    t.into_data().convert::<f32>().try_into_vec::<f32>().ok()
+}
 
 /// OML's `normalise(x)`: `x / ||x||₂` per row, with the norm detached (no epsilon, as in OML).
 ///
@@ -143,8 +319,120 @@ mod tests {
     use super::*;
     use oml_interfaces::device::test_device;
 
-    fn host(t: Tensor<2>) -> Vec<f32> {
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+    }
+
+    fn assert_close(got: &[f32], want: &[f32], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                "{what} at {i}: {g} vs {w}"
+            );
+        }
+    }
+
+    #[test]
+    fn host_conv2d_matches_burns_conv() {
+        use burn::nn::conv::Conv2dConfig;
+        let device = test_device();
+        // (channels in/out, kernel, stride, padding t/l/b/r, dilation, bias, input h×w)
+        let cases = [
+            (
+                [3, 8],
+                [7, 7],
+                [2, 2],
+                PaddingConfig2d::Explicit(3, 3, 3, 3),
+                [1, 1],
+                false,
+                [20, 18],
+            ),
+            (
+                [4, 5],
+                [3, 3],
+                [1, 1],
+                PaddingConfig2d::Explicit(1, 1, 1, 1),
+                [1, 1],
+                true,
+                [9, 11],
+            ),
+            (
+                [4, 6],
+                [1, 1],
+                [1, 1],
+                PaddingConfig2d::Valid,
+                [1, 1],
+                true,
+                [5, 7],
+            ),
+            (
+                [4, 6],
+                [1, 1],
+                [2, 2],
+                PaddingConfig2d::Valid,
+                [1, 1],
+                false,
+                [6, 7],
+            ),
+            (
+                [2, 3],
+                [3, 2],
+                [2, 1],
+                PaddingConfig2d::Explicit(0, 2, 1, 0),
+                [2, 3],
+                true,
+                [12, 10],
+            ),
+            (
+                [3, 4],
+                [4, 4],
+                [4, 4],
+                PaddingConfig2d::Valid,
+                [1, 1],
+                true,
+                [16, 12],
+            ),
+        ];
+        for (ch, k, stride, padding, dilation, bias, [h, w]) in cases {
+            let layer = Conv2dConfig::new(ch, k)
+                .with_stride(stride)
+                .with_padding(padding.clone())
+                .with_dilation(dilation)
+                .with_bias(bias)
+                .init(&device);
+            let x = Tensor::<4>::random(
+                [2, ch[0], h, w],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let want = layer.forward(x.clone());
+            let got = conv2d(&layer, x);
+            assert_eq!(got.dims(), want.dims(), "{padding:?}");
+            assert_close(
+                &values(got),
+                &values(want),
+                &format!("{ch:?} {k:?} {padding:?}"),
+            );
+        }
+    }
+
+    #[test]
+    fn host_linear_matches_burns_linear() {
+        use burn::nn::LinearConfig;
+        let device = test_device();
+        for bias in [true, false] {
+            let layer = LinearConfig::new(24, 10).with_bias(bias).init(&device);
+            let x = Tensor::<3>::random(
+                [3, 7, 24],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let want = layer.forward(x.clone());
+            let got = linear(&layer, x);
+            assert_eq!(got.dims(), want.dims());
+            assert_close(&values(got), &values(want), "linear");
+        }
     }
 
     #[test]
@@ -183,7 +471,7 @@ mod tests {
         let x = Tensor::<4>::from_data([[[[0.0f32, 1.0, 2.0, 3.0]]]], &device);
         let y = interpolate_scale(x, 1.0, 0.5, Kernel::Bilinear);
         assert_eq!(y.dims(), [1, 1, 1, 2]);
-        assert_eq!(host(y.reshape([1, 2])), vec![0.5, 2.5]);
+        assert_eq!(values(y.reshape([1, 2])), vec![0.5, 2.5]);
     }
 
     #[test]
@@ -208,10 +496,10 @@ mod tests {
     fn gem_with_p1_is_average_and_normalise_gives_unit_rows() {
         let device = test_device();
         let x = Tensor::<4>::from_data([[[[1.0f32, 2.0], [3.0, 6.0]]]], &device);
-        let g = host(gem(x.clone(), 1.0));
+        let g = values(gem(x.clone(), 1.0));
         assert!((g[0] - 3.0).abs() < 1e-5);
-        assert!((host(avg_pool(x))[0] - 3.0).abs() < 1e-6);
-        let n = host(normalise(Tensor::from_data([[3.0f32, 4.0]], &device)));
+        assert!((values(avg_pool(x))[0] - 3.0).abs() < 1e-6);
+        let n = values(normalise(Tensor::from_data([[3.0f32, 4.0]], &device)));
         assert!((n[0] - 0.6).abs() < 1e-6 && (n[1] - 0.8).abs() < 1e-6);
     }
 }

@@ -267,13 +267,13 @@ impl Block {
     /// `[B, Cin, H, W] -> [B, Cout, H/stride, W/stride]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.downsample {
-            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
+            Some(d) => d.bn.forward(ops::conv2d(&d.conv, x.clone())),
             None => x.clone(),
         };
-        let mut out = relu(self.bn1.forward(self.conv1.forward(x)));
-        out = self.bn2.forward(self.conv2.forward(out));
+        let mut out = relu(self.bn1.forward(ops::conv2d(&self.conv1, x)));
+        out = self.bn2.forward(ops::conv2d(&self.conv2, out));
         if let (Some(c3), Some(b3)) = (&self.conv3, &self.bn3) {
-            out = b3.forward(c3.forward(relu(out)));
+            out = b3.forward(ops::conv2d(c3, relu(out)));
         }
         relu(out + identity)
     }
@@ -372,7 +372,7 @@ impl ResNet {
     pub fn forward_map(&self, x: Tensor<4>) -> Tensor<4> {
         let mut x = self
             .maxpool
-            .forward(relu(self.bn1.forward(self.conv1.forward(x))));
+            .forward(relu(self.bn1.forward(ops::conv2d(&self.conv1, x))));
         for layer in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
             for block in layer {
                 x = block.forward(x);

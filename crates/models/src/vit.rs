@@ -218,9 +218,7 @@ impl Attention {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, n, c] = x.dims();
         let h = self.num_heads;
-        let qkv = self
-            .qkv
-            .forward(x)
+        let qkv = ops::linear(&self.qkv, x)
             .reshape([b, n, 3, h, c / h])
             .permute([2, 0, 3, 1, 4]);
         let part = |i: usize| qkv.clone().narrow(0, i, 1).reshape([b, h, n, c / h]);
@@ -233,7 +231,7 @@ impl Attention {
             None,
             AttentionModuleOptions::default(),
         );
-        self.proj.forward(out.swap_dims(1, 2).reshape([b, n, c]))
+        ops::linear(&self.proj, out.swap_dims(1, 2).reshape([b, n, c]))
     }
 }
 
@@ -264,10 +262,8 @@ impl VitBlock {
     /// `[B, N, C] -> [B, N, C]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let x = x.clone() + self.attn.forward(self.norm1.forward(x));
-        let y = self
-            .mlp
-            .fc2
-            .forward(gelu(self.mlp.fc1.forward(self.norm2.forward(x.clone()))));
+        let hidden = gelu(ops::linear(&self.mlp.fc1, self.norm2.forward(x.clone())));
+        let y = ops::linear(&self.mlp.fc2, hidden);
         x + y
     }
 }
@@ -335,7 +331,7 @@ impl VisionTransformer {
     /// `[B, C, H, W] -> [B, (H/p)(W/p) + 1, dim]`.
     pub fn prepare_tokens(&self, x: Tensor<4>) -> Tensor<3> {
         let [b, _, h, w] = x.dims();
-        let patches = self.patch_embed.proj.forward(x); // [B, dim, H/p, W/p]
+        let patches = ops::conv2d(&self.patch_embed.proj, x); // [B, dim, H/p, W/p]
         let [_, dim, gh, gw] = patches.dims();
         let patches = patches.reshape([b, dim, gh * gw]).swap_dims(1, 2);
         let cls = self.cls_token.val().expand([b, 1, dim]);

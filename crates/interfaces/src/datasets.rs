@@ -1,5 +1,5 @@
 //! The dataset family of OML 4.0 (`IBaseDataset` … `IVisualizableDataset`) on top of Burn's
-//! [`Dataset`](burn::data::dataset::Dataset) trait.
+//! [`burn::data::dataset::Dataset`] trait.
 //!
 //! Items are whatever the implementation yields; the traits add what OML's pipelines ask of a
 //! dataset besides its items: labels, categories, sequences, the query/gallery split and pairs.

@@ -6,7 +6,7 @@
 //! - [`functional`]: OML's cmc@k, precision@k, map@k, fnmr@fmr with its special cases, plus
 //!   ndcg@k, MAP@R, R-precision and MRR@k; [`pcf`]: the principal component fraction.
 //! - [`EmbeddingMetrics`]: OML's `EmbeddingMetrics` as a [`BasicMetric`](oml_interfaces::BasicMetric)
-//!   (accumulate by dataset index, compute a [`MetricsReport`](oml_interfaces::MetricsReport)
+//!   (accumulate by dataset index, compute a [`oml_interfaces::MetricsReport`]
 //!   per category, keep per-query values); [`evaluate`] does the same in one call.
 //! - [`fnmr`]: fnmr@fmr over every (query, gallery) pair without retrieving the gallery.
 //!

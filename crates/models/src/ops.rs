@@ -7,8 +7,9 @@
 //! backend, and is differentiable (Burn's `interpolate` has no autodiff backward).
 
 use burn::nn::conv::Conv2d;
-use burn::nn::{Linear, PaddingConfig2d};
+use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
 use burn::prelude::*;
+use burn::tensor::activation;
 use oml_interfaces::device::is_host_backend;
 use oml_interfaces::linalg::{matmul, matmul_tn};
 use rayon::prelude::*;
@@ -59,14 +60,44 @@ pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
 /// # Shapes
 /// `[B, C, H, W] -> [B, O, OH, OW]`.
 pub fn conv2d(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    conv2d_bn(layer, None, false, x)
+}
+
+/// `relu?(bn?(layer.forward(x)))`. On the host path an inference BatchNorm (running statistics)
+/// is folded into the convolution's weights and bias, and the ReLU applied as the output is
+/// written: no extra passes over the activation. Elsewhere, Burn's layers one after the other.
+///
+/// # Shapes
+/// `[B, C, H, W] -> [B, O, OH, OW]`.
+pub fn conv2d_bn(layer: &Conv2d, bn: Option<&BatchNorm>, relu: bool, x: Tensor<4>) -> Tensor<4> {
+    match host_conv2d(layer, bn, relu, &x) {
+        Some(y) => y,
+        None => {
+            let y = layer.forward(x);
+            let y = match bn {
+                Some(bn) => bn.forward(y),
+                None => y,
+            };
+            if relu { activation::relu(y) } else { y }
+        }
+    }
+}
+
+/// The host path of [`conv2d_bn`]; `None` when it does not apply (then Burn's layers run).
+fn host_conv2d(
+    layer: &Conv2d,
+    bn: Option<&BatchNorm>,
+    relu: bool,
+    x: &Tensor<4>,
+) -> Option<Tensor<4>> {
     let device = x.device();
     if device.is_autodiff() || !is_host_backend(&device) || layer.groups != 1 {
-        return layer.forward(x);
+        return None;
     }
     let (pt, pl, pb, pr) = match layer.padding {
         PaddingConfig2d::Valid => (0, 0, 0, 0),
         PaddingConfig2d::Explicit(t, l, b, r) => (t, l, b, r),
-        PaddingConfig2d::Same => return layer.forward(x),
+        PaddingConfig2d::Same => return None,
     };
     let weight = layer.weight.val();
     let [o, c, kh, kw] = weight.dims();
@@ -75,27 +106,38 @@ pub fn conv2d(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let (span_h, span_w) = ((kh - 1) * dh + 1, (kw - 1) * dw + 1);
     if xc != c || sh == 0 || sw == 0 || h + pt + pb < span_h || w + pl + pr < span_w {
         // Burn's forward reports these with its own messages.
-        return layer.forward(x);
+        return None;
     }
     let oh = (h + pt + pb - span_h) / sh + 1;
     let ow = (w + pl + pr - span_w) / sw + 1;
-    let (Some(x_host), Some(w_host)) = (host_values(x.clone()), host_values(weight)) else {
-        return layer.forward(x);
+    let x_host = host_values(x.clone())?;
+    let w_host = host_values(weight)?;
+    let mut bias = match &layer.bias {
+        Some(b) => host_values(b.val())?,
+        None => vec![0f32; o],
     };
-    let bias = match &layer.bias {
-        Some(b) => match host_values(b.val()) {
-            Some(v) => Some(v),
-            None => return layer.forward(x),
-        },
-        None => None,
-    };
+    // Per output channel: y = scale·conv + shift folds an inference BatchNorm.
+    let mut scale = vec![1f32; o];
+    if let Some(bn) = bn {
+        let gamma = host_values(bn.gamma.val())?;
+        let beta = host_values(bn.beta.val())?;
+        let mean = host_values(bn.running_mean.value())?;
+        let var = host_values(bn.running_var.value())?;
+        if [gamma.len(), beta.len(), mean.len(), var.len()] != [o; 4] {
+            return None;
+        }
+        for i in 0..o {
+            scale[i] = gamma[i] / (var[i] + bn.epsilon as f32).sqrt();
+            bias[i] = (bias[i] - mean[i]) * scale[i] + beta[i];
+        }
+    }
     let (k, n) = (c * kh * kw, oh * ow);
-    // The weights `[O, k]` transposed once per call to `[k, O]`: with the columns `[k, OH·OW]`
-    // both GEMM operands are then in the layouts the kernel packs fastest, image after image.
+    // The weights `[O, k]` transposed (and scaled) once per call to `[k, O]`: with the columns
+    // `[k, OH·OW]` both GEMM operands are in the layouts the kernel packs fastest.
     let mut wt = vec![0f32; k * o];
     for (oc, row) in w_host.chunks_exact(k).enumerate() {
         for (r, &v) in row.iter().enumerate() {
-            wt[r * o + oc] = v;
+            wt[r * o + oc] = v * scale[oc];
         }
     }
     // A 1×1, stride-1, unpadded conv multiplies the image itself: no im2col copy.
@@ -111,8 +153,9 @@ pub fn conv2d(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         } else {
             cols.par_chunks_mut(n).enumerate().for_each(|(r, row)| {
                 let (ch, ki, kj) = (r / (kh * kw), r / kw % kh, r % kw);
+                let plane = &image[ch * h * w..(ch + 1) * h * w];
                 im2col_row(
-                    &image[ch * h * w..(ch + 1) * h * w],
+                    plane,
                     row,
                     [h, w],
                     [ki * dh, kj * dw],
@@ -123,16 +166,23 @@ pub fn conv2d(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
             });
             &cols
         };
-        if matmul_tn(&wt, b_mat, k, y).is_err() {
-            return layer.forward(x);
-        }
-        if let Some(bias) = &bias {
-            for (row, &b) in y.chunks_exact_mut(n).zip(bias) {
+        matmul_tn(&wt, b_mat, k, y).ok()?;
+        y.par_chunks_exact_mut(n).zip(&bias).for_each(|(row, &b)| {
+            if relu {
+                // `t < 0` rather than `max`: a NaN stays NaN, as through Burn's relu.
+                row.iter_mut().for_each(|v| {
+                    let t = *v + b;
+                    *v = if t < 0.0 { 0.0 } else { t };
+                });
+            } else {
                 row.iter_mut().for_each(|v| *v += b);
             }
-        }
+        });
     }
-    Tensor::from_data(TensorData::new(out, [batch, o, oh, ow]), &device)
+    Some(Tensor::from_data(
+        TensorData::new(out, [batch, o, oh, ow]),
+        &device,
+    ))
 }
 
 /// One im2col row: the input plane's values seen by one kernel tap (offset `[oy0, ox0]` in
@@ -413,6 +463,40 @@ mod tests {
                 &values(got),
                 &values(want),
                 &format!("{ch:?} {k:?} {padding:?}"),
+            );
+        }
+    }
+
+    #[test]
+    fn host_conv_with_folded_batch_norm_and_relu_matches_burns_layers() {
+        use burn::module::{Param, RunningState};
+        use burn::nn::BatchNormConfig;
+        use burn::nn::conv::Conv2dConfig;
+        let device = test_device();
+        let normal = burn::tensor::Distribution::Normal(0.0, 1.0);
+        for (bias, relu) in [(false, true), (true, false), (true, true)] {
+            let conv = Conv2dConfig::new([3, 6], [3, 3])
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .with_bias(bias)
+                .init(&device);
+            let mut bn = BatchNormConfig::new(6).init(&device);
+            bn.gamma = Param::from_tensor(Tensor::<1>::random([6], normal, &device));
+            bn.beta = Param::from_tensor(Tensor::<1>::random([6], normal, &device));
+            bn.running_mean = RunningState::new(Tensor::<1>::random([6], normal, &device));
+            bn.running_var = RunningState::new(Tensor::<1>::random(
+                [6],
+                burn::tensor::Distribution::Uniform(0.5, 2.0),
+                &device,
+            ));
+            let x = Tensor::<4>::random([2, 3, 11, 9], normal, &device);
+            let y = bn.forward(conv.forward(x.clone()));
+            let want = if relu { activation::relu(y) } else { y };
+            let got = conv2d_bn(&conv, Some(&bn), relu, x);
+            assert_close(
+                &values(got),
+                &values(want),
+                &format!("bias {bias}, relu {relu}"),
             );
         }
     }

@@ -267,13 +267,15 @@ impl Block {
     /// `[B, Cin, H, W] -> [B, Cout, H/stride, W/stride]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.downsample {
-            Some(d) => d.bn.forward(ops::conv2d(&d.conv, x.clone())),
+            Some(d) => ops::conv2d_bn(&d.conv, Some(&d.bn), false, x.clone()),
             None => x.clone(),
         };
-        let mut out = relu(self.bn1.forward(ops::conv2d(&self.conv1, x)));
-        out = self.bn2.forward(ops::conv2d(&self.conv2, out));
+        let out = ops::conv2d_bn(&self.conv1, Some(&self.bn1), true, x);
+        // In a bottleneck conv2's output goes through a ReLU into conv3.
+        let bottleneck = self.conv3.is_some();
+        let mut out = ops::conv2d_bn(&self.conv2, Some(&self.bn2), bottleneck, out);
         if let (Some(c3), Some(b3)) = (&self.conv3, &self.bn3) {
-            out = b3.forward(ops::conv2d(c3, relu(out)));
+            out = ops::conv2d_bn(c3, Some(b3), false, out);
         }
         relu(out + identity)
     }
@@ -372,7 +374,7 @@ impl ResNet {
     pub fn forward_map(&self, x: Tensor<4>) -> Tensor<4> {
         let mut x = self
             .maxpool
-            .forward(relu(self.bn1.forward(ops::conv2d(&self.conv1, x))));
+            .forward(ops::conv2d_bn(&self.conv1, Some(&self.bn1), true, x));
         for layer in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
             for block in layer {
                 x = block.forward(x);

@@ -132,14 +132,25 @@ fn host_conv2d(
         }
     }
     let (k, n) = (c * kh * kw, oh * ow);
-    // The weights `[O, k]` transposed (and scaled) once per call to `[k, O]`: with the columns
-    // `[k, OH·OW]` both GEMM operands are in the layouts the kernel packs fastest.
-    let mut wt = vec![0f32; k * o];
-    for (oc, row) in w_host.chunks_exact(k).enumerate() {
-        for (r, &v) in row.iter().enumerate() {
-            wt[r * o + oc] = v * scale[oc];
-        }
-    }
+    // Several images: the weights `[O, k]` transposed (and scaled) once per call to `[k, O]`, so
+    // that with the columns `[k, OH·OW]` both GEMM operands are in the layouts the kernel packs
+    // fastest. One image: the transposition would cost more than it saves; scale in place.
+    let transposed = batch > 1;
+    let weights = if transposed {
+        let mut wt = vec![0f32; k * o];
+        wt.par_chunks_mut(o).enumerate().for_each(|(r, row)| {
+            for (oc, v) in row.iter_mut().enumerate() {
+                *v = w_host[oc * k + r] * scale[oc];
+            }
+        });
+        wt
+    } else {
+        let mut w = w_host;
+        w.par_chunks_mut(k)
+            .zip(&scale)
+            .for_each(|(row, &f)| row.iter_mut().for_each(|v| *v *= f));
+        w
+    };
     // A 1×1, stride-1, unpadded conv multiplies the image itself: no im2col copy.
     let direct = kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt + pl + pb + pr == 0;
     let mut cols = vec![0f32; if direct { 0 } else { k * n }];
@@ -166,7 +177,11 @@ fn host_conv2d(
             });
             &cols
         };
-        matmul_tn(&wt, b_mat, k, y).ok()?;
+        if transposed {
+            matmul_tn(&weights, b_mat, k, y).ok()?;
+        } else {
+            matmul(&weights, b_mat, k, y).ok()?;
+        }
         y.par_chunks_exact_mut(n).zip(&bias).for_each(|(row, &b)| {
             if relu {
                 // `t < 0` rather than `max`: a NaN stays NaN, as through Burn's relu.
@@ -489,7 +504,8 @@ mod tests {
                 burn::tensor::Distribution::Uniform(0.5, 2.0),
                 &device,
             ));
-            let x = Tensor::<4>::random([2, 3, 11, 9], normal, &device);
+            // batch 1 multiplies the weights as they are, batch 2 transposes them first
+            let x = Tensor::<4>::random([1 + usize::from(bias), 3, 11, 9], normal, &device);
             let y = bn.forward(conv.forward(x.clone()));
             let want = if relu { activation::relu(y) } else { y };
             let got = conv2d_bn(&conv, Some(&bn), relu, x);

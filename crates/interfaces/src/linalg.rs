@@ -18,9 +18,18 @@
 //! assert_eq!(out, a);
 //! ```
 
+use burn::prelude::*;
+use burn::tensor::DataError;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis, Slice};
 use rayon::prelude::*;
+
+/// A float tensor's values on the host as row-major `f32`: one copy when the tensor already
+/// holds `f32` (always on the CPU backends), a conversion otherwise. The read side of the host
+/// paths that use this module.
+pub fn host_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, DataError> {
+    t.into_data().try_into_vec_as::<f32>()
+}
 
 /// Operand lengths that do not describe `A [m, k]`, `B [n, k]` and `out [m, n]`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -151,6 +160,18 @@ mod tests {
         out
     }
 
+    /// Row-major `[rows, len / rows]` → row-major `[len / rows, rows]`.
+    fn transpose(x: &[f32], rows: usize) -> Vec<f32> {
+        let cols = x.len() / rows;
+        let mut t = vec![0.0f32; x.len()];
+        for r in 0..rows {
+            for c in 0..cols {
+                t[c * rows + r] = x[r * cols + c];
+            }
+        }
+        t
+    }
+
     /// Deterministic values in [-1, 1) without a random-number dependency.
     fn values(len: usize, seed: u64) -> Vec<f32> {
         let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -193,12 +214,7 @@ mod tests {
             let a = values(m * k, (m + 7 * k) as u64);
             let b_kn = values(k * n, (n + 3 * k) as u64);
             // naive() takes B as [n, k] rows: transpose the [k, n] operand for the oracle.
-            let mut b_nk = vec![0.0f32; n * k];
-            for t in 0..k {
-                for j in 0..n {
-                    b_nk[j * k + t] = b_kn[t * n + j];
-                }
-            }
+            let b_nk = transpose(&b_kn, k);
             let mut out = vec![f32::NAN; m * n];
             matmul(&a, &b_kn, k, &mut out).unwrap();
             for (g, w) in out.iter().zip(&naive(&a, &b_nk, k)) {
@@ -215,15 +231,7 @@ mod tests {
         for &(m, n, k) in &[(1, 1, 1), (64, 49, 300), (9, 130, 17)] {
             let a = values(m * k, (m + 5 * k) as u64);
             let b_kn = values(k * n, (n + 11 * k) as u64);
-            let (mut at, mut b_nk) = (vec![0.0f32; k * m], vec![0.0f32; n * k]);
-            for t in 0..k {
-                for i in 0..m {
-                    at[t * m + i] = a[i * k + t];
-                }
-                for j in 0..n {
-                    b_nk[j * k + t] = b_kn[t * n + j];
-                }
-            }
+            let (at, b_nk) = (transpose(&a, m), transpose(&b_kn, k));
             let mut out = vec![f32::NAN; m * n];
             matmul_tn(&at, &b_kn, k, &mut out).unwrap();
             for (g, w) in out.iter().zip(&naive(&a, &b_nk, k)) {
@@ -233,6 +241,17 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn host_f32_reads_row_major_values() {
+        let device = crate::device::test_device();
+        let v = values(12, 3);
+        let t = Tensor::<2>::from_data(burn::tensor::TensorData::new(v.clone(), [3, 4]), &device);
+        assert_eq!(host_f32(t.clone()).unwrap(), v);
+        // a transposed view reads in its own (logical) row-major order
+        let want = transpose(&v, 3);
+        assert_eq!(host_f32(t.transpose()).unwrap(), want);
     }
 
     #[test]

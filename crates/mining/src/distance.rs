@@ -2,7 +2,7 @@
 
 use burn::prelude::*;
 use oml_interfaces::device::is_host_backend;
-use oml_interfaces::linalg::matmul_nt;
+use oml_interfaces::linalg::{self, matmul_nt};
 use rayon::prelude::*;
 
 /// Row counts above which `torch.cdist` switches to the matmul form (`use_mm_for_euclid_dist_if_necessary`).
@@ -71,15 +71,11 @@ pub fn rowwise_distances(a: Tensor<2>, b: Tensor<2>) -> Tensor<1> {
     safe_sqrt((a - b).square().sum_dim(1).squeeze_dim::<1>(1))
 }
 
-/// Reads a float tensor to the host as `f32`, row-major.
+/// Reads a float tensor to the host as `f32`, row-major ([`linalg::host_f32`]). A tensor the
+/// backend cannot read back reads as NaNs, which show as a NaN loss rather than a panic mid-step.
 pub(crate) fn host_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    // One memcpy when the data is f32 (always on the CPU backends); the element-wise iterator
-    // (a virtual call per value) only for other float types.
-    let data = t.into_data();
-    match data.as_slice::<f32>() {
-        Ok(values) => values.to_vec(),
-        Err(_) => data.iter::<f32>().collect(),
-    }
+    let len = t.shape().num_elements();
+    linalg::host_f32(t).unwrap_or_else(|_| vec![f32::NAN; len])
 }
 
 /// Pairwise distances of `x` computed without autodiff and read to the host, row-major `[B, B]`.

@@ -11,7 +11,7 @@ use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation;
 use oml_interfaces::device::is_host_backend;
-use oml_interfaces::linalg::{matmul, matmul_tn};
+use oml_interfaces::linalg::{host_f32, matmul, matmul_tn};
 use rayon::prelude::*;
 
 /// `layer.forward(x)`; at inference on a CPU backend (no autodiff) through the host GEMM.
@@ -244,9 +244,9 @@ fn im2col_row(
     }
 }
 
-/// A float tensor's values as `f32`, row-major; `None` if they cannot be read.
+/// A float tensor's values as `f32`, row-major; `None` (Burn's path then runs) if unreadable.
 fn host_values<const D: usize>(t: Tensor<D>) -> Option<Vec<f32>> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().ok()
+    host_f32(t).ok()
 }
 
 /// OML's `normalise(x)`: `x / ||x||₂` per row, with the norm detached (no epsilon, as in OML).
@@ -385,7 +385,7 @@ mod tests {
     use oml_interfaces::device::test_device;
 
     fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+        host_f32(t).unwrap()
     }
 
     fn assert_close(got: &[f32], want: &[f32], what: &str) {

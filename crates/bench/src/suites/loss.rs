@@ -89,7 +89,9 @@ fn step(
     let g = x
         .grad(&grads)
         .ok_or_else(|| anyhow::anyhow!("no gradient for the features"))?;
-    Ok((loss, g.into_data().iter::<f32>().collect()))
+    let g = oml::interfaces::linalg::host_f32(g)
+        .map_err(|e| anyhow::anyhow!("the gradient is not readable: {e:?}"))?;
+    Ok((loss, g))
 }
 
 /// Runs the suite: prints one JSON line.

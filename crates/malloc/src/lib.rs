@@ -3,8 +3,8 @@
 //! A training or evaluation step allocates and frees the same few buffers of hundreds of KiB to
 //! MiB every step. With glibc's defaults, buffers above its (dynamic) mmap threshold get a fresh
 //! `mmap` each time and freed heap tops are trimmed back to the kernel, so every step pays page
-//! faults and zeroing again: on a 2-core machine this was over a quarter of a hard-triplet loss
-//! step and most of a HardCluster one (`docs/mining.md`). [`tune`] keeps those buffers in the
+//! faults and zeroing again: on a 2-core machine this was about half of a hard-triplet loss
+//! step and over two thirds of a HardCluster one (`crates/malloc/README.md`). [`tune`] keeps those buffers in the
 //! process: allocations up to 32 MiB come from the heap and up to 128 MiB of free heap top is
 //! kept. Peak memory is unchanged; memory freed after the peak is returned later or not at all.
 //!

@@ -72,7 +72,7 @@ def close(a, b, path=""):
                 bad += close(v, b[k], f"{path}/{k}")
             else:
                 bad.append(f"{path}/{k} missing in oml-rs")
-    elif a is not None and abs(a - b) > 1e-5:
+    elif a is not None and (b is None or abs(a - b) > 1e-5):
         bad.append(f"{path}: OML {a} vs oml-rs {b}")
     return bad
 

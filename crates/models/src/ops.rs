@@ -25,7 +25,7 @@ use rayon::prelude::*;
 /// `[..., d_input] -> [..., d_output]`.
 pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
     let device = x.device();
-    if device.is_autodiff() || !is_host_backend(&device) {
+    if !host_inference(&device) {
         return layer.forward(x);
     }
     let weight = layer.weight.val();
@@ -91,7 +91,7 @@ fn host_conv2d(
     x: &Tensor<4>,
 ) -> Option<Tensor<4>> {
     let device = x.device();
-    if device.is_autodiff() || !is_host_backend(&device) || layer.groups != 1 {
+    if !host_inference(&device) || layer.groups != 1 {
         return None;
     }
     let (pt, pl, pb, pr) = match layer.padding {
@@ -242,6 +242,12 @@ fn im2col_row(
             }
         }
     }
+}
+
+/// Inference (no autodiff: nothing to record for a backward pass) on a CPU backend: where the
+/// host GEMM paths apply.
+fn host_inference(device: &Device) -> bool {
+    !device.is_autodiff() && is_host_backend(device)
 }
 
 /// A float tensor's values as `f32`, row-major; `None` (Burn's path then runs) if unreadable.

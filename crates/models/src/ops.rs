@@ -10,6 +10,10 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array2, ArrayView2, ShapeBuilder};
 use oml_interfaces::device::is_host_backend;
 use oml_interfaces::linalg::{host_f32, matmul, matmul_tn};
 use rayon::prelude::*;
@@ -24,30 +28,207 @@ use rayon::prelude::*;
 /// # Shapes
 /// `[..., d_input] -> [..., d_output]`.
 pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
-    let device = x.device();
-    if !host_inference(&device) {
-        return layer.forward(x);
+    host_linear(layer, x, false, None).unwrap_or_else(|back| layer.forward(back.0))
+}
+
+/// `gelu(layer.forward(x))` with PyTorch's exact (erf) GELU; on the host path the bias and the
+/// GELU are applied in one pass as the product is finished.
+///
+/// # Shapes
+/// `[..., d_input] -> [..., d_output]`.
+pub fn linear_gelu<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
+    host_linear(layer, x, true, None).unwrap_or_else(|back| activation::gelu(layer.forward(back.0)))
+}
+
+/// `layer.forward(x) + residual`; on the host path the residual is added as the product is
+/// finished.
+///
+/// # Shapes
+/// `x` `[..., d_input]`, `residual` `[..., d_output]` → `[..., d_output]`.
+pub fn linear_add<const D: usize>(layer: &Linear, x: Tensor<D>, residual: Tensor<D>) -> Tensor<D> {
+    match host_linear(layer, x, false, Some(residual)).map_err(|back| *back) {
+        Ok(y) => y,
+        Err((x, Some(residual))) => layer.forward(x) + residual,
+        Err((x, None)) => layer.forward(x),
     }
+}
+
+/// The host path of the linear layers: `x·W`, then `+ bias`, GELU and `+ residual` in one
+/// pass. Gives the inputs back where it does not apply.
+fn host_linear<const D: usize>(
+    layer: &Linear,
+    x: Tensor<D>,
+    gelu: bool,
+    residual: Option<Tensor<D>>,
+) -> Result<Tensor<D>, GivenBack<D, D>> {
+    let device = x.device();
     let weight = layer.weight.val();
     let [k, n] = weight.dims();
     let mut dims = x.dims();
-    if dims[D - 1] != k {
-        // Burn's forward reports the shape mismatch with its own message.
-        return layer.forward(x);
-    }
-    let (Some(x_host), Some(w_host)) = (host_values(x.clone()), host_values(weight)) else {
-        return layer.forward(x);
-    };
-    let mut out = vec![0f32; x_host.len() / k * n];
-    if matmul(&x_host, &w_host, k, &mut out).is_err() {
-        return layer.forward(x);
+    if !host_inference(&device) || dims[D - 1] != k {
+        // Burn's forward reports a shape mismatch with its own message.
+        return Err(Box::new((x, residual)));
     }
     dims[D - 1] = n;
-    let y = Tensor::<D>::from_data(TensorData::new(out, dims), &device);
-    match &layer.bias {
-        Some(bias) => y + bias.val().unsqueeze::<D>(),
-        None => y,
+    if residual.as_ref().is_some_and(|r| r.dims() != dims) {
+        return Err(Box::new((x, residual)));
     }
+    let Some(w_host) = host_values(weight) else {
+        return Err(Box::new((x, residual)));
+    };
+    let bias = match &layer.bias {
+        Some(b) => match host_values(b.val()) {
+            Some(b) => Some(b),
+            None => return Err(Box::new((x, residual))),
+        },
+        None => None,
+    };
+    let out = with_host(x, residual, |x, residual| {
+        let mut out = vec![0f32; x.len() / k * n];
+        // The operand lengths follow from the checked shapes, so the GEMM cannot refuse them.
+        let _ = matmul(x, &w_host, k, &mut out);
+        if bias.is_some() || gelu || residual.is_some() {
+            out.par_chunks_mut(n).enumerate().for_each(|(row, o)| {
+                let res = residual.map(|r| &r[row * n..(row + 1) * n]);
+                for (j, v) in o.iter_mut().enumerate() {
+                    let mut t = *v + bias.as_ref().map_or(0.0, |b| b[j]);
+                    if gelu {
+                        t = 0.5 * t * (1.0 + libm::erff(t * std::f32::consts::FRAC_1_SQRT_2));
+                    }
+                    if let Some(r) = res {
+                        t += r[j];
+                    }
+                    *v = t;
+                }
+            });
+        }
+        out
+    })?;
+    Ok(Tensor::from_data(TensorData::new(out, dims), &device))
+}
+
+/// The inputs a host path gives back where it does not apply (boxed: tensors are large values).
+type GivenBack<const D: usize, const E: usize> = Box<(Tensor<D>, Option<Tensor<E>>)>;
+
+/// Runs `f` on the values of `x` and of `extra` as host slices — a tensor no one else holds is
+/// read without a copy — or gives both back unchanged where they are not `f32`.
+fn with_host<const D: usize, const E: usize, T>(
+    x: Tensor<D>,
+    extra: Option<Tensor<E>>,
+    f: impl FnOnce(&[f32], Option<&[f32]>) -> T,
+) -> Result<T, GivenBack<D, E>> {
+    let device = x.device();
+    let x_data = x.into_data();
+    let e_data = extra.map(Tensor::into_data);
+    match (
+        x_data.as_slice::<f32>(),
+        e_data.as_ref().map(|e| e.as_slice::<f32>()).transpose(),
+    ) {
+        (Ok(x), Ok(e)) => Ok(f(x, e)),
+        _ => Err(Box::new((
+            Tensor::from_data(x_data, &device),
+            e_data.map(|e| Tensor::from_data(e, &device)),
+        ))),
+    }
+}
+
+/// Multi-head self-attention, `softmax(q·kᵀ / √head_dim) · v` per head, from a fused `qkv`
+/// projection laid out as `(3, heads, head_dim)` along its last axis (DINO's `Attention`); the
+/// heads come back merged, ready for the output projection.
+///
+/// At inference on a CPU backend each (image, head) pair is one task on the host: the
+/// products read `q`, `k` and `v` in place from the projection's output (no permute copies)
+/// and the scores stay in that task's cache. Elsewhere, Burn's `attention`.
+///
+/// # Shapes
+/// `[B, N, 3·C] -> [B, N, C]`.
+pub fn multi_head_attention(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
+    let [b, n, c3] = qkv.dims();
+    let d = (c3 / 3).checked_div(heads).unwrap_or(0);
+    let device = qkv.device();
+    if !host_inference(&device) || d == 0 || 3 * heads * d != c3 {
+        return burn_attention(qkv, heads);
+    }
+    let merged = with_host(qkv, None::<Tensor<1>>, |qkv, _| {
+        host_attention(qkv, [b, n, heads, d]).ok_or_else(|| {
+            // Unreachable for the checked shape; Burn's path then runs on a copy.
+            Box::new(Tensor::<3>::from_data(
+                TensorData::new(qkv.to_vec(), [b, n, c3]),
+                &device,
+            ))
+        })
+    });
+    match merged {
+        Ok(Ok(out)) => Tensor::from_data(TensorData::new(out, [b, n, c3 / 3]), &device),
+        Ok(Err(qkv)) => burn_attention(*qkv, heads),
+        Err(back) => burn_attention(back.0, heads),
+    }
+}
+
+/// [`multi_head_attention`] through Burn's `attention` (any backend, autodiff included).
+fn burn_attention(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
+    let [b, n, c3] = qkv.dims();
+    let d = c3 / 3 / heads.max(1);
+    let qkv = qkv.reshape([b, n, 3, heads, d]).permute([2, 0, 3, 1, 4]);
+    let part = |i: usize| qkv.clone().narrow(0, i, 1).reshape([b, heads, n, d]);
+    // softmax(q·kᵀ / sqrt(head_dim)) · v, as DINO (qk_scale = None).
+    let out = attention(
+        part(0),
+        part(1),
+        part(2),
+        None,
+        None,
+        AttentionModuleOptions::default(),
+    );
+    out.swap_dims(1, 2).reshape([b, n, heads * d])
+}
+
+/// The host attention over `qkv` `[B, N, 3, heads, d]` (row-major), merged to `[B, N, heads·d]`;
+/// `None` if a view does not fit (not for consistent shapes).
+fn host_attention(qkv: &[f32], [b, n, heads, d]: [usize; 4]) -> Option<Vec<f32>> {
+    let c = heads * d;
+    let scale = 1.0 / (d as f32).sqrt();
+    // One task per (image, head): scores [N, N] = scale · q·kᵀ, row softmax, then P·v.
+    let per_head: Vec<Array2<f32>> = (0..b * heads)
+        .into_par_iter()
+        .map(|task| {
+            let (image, head) = (task / heads, task % heads);
+            let rows = &qkv[image * n * 3 * c..(image + 1) * n * 3 * c];
+            let part = |p: usize| {
+                ArrayView2::from_shape((n, d).strides((3 * c, 1)), &rows[p * c + head * d..]).ok()
+            };
+            let (q, k, v) = (part(0)?, part(1)?, part(2)?);
+            let mut scores = Array2::<f32>::zeros((n, n));
+            general_mat_mul(scale, &q, &k.t(), 0.0, &mut scores);
+            for mut row in scores.rows_mut() {
+                let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                let mut sum = 0.0;
+                row.mapv_inplace(|v| {
+                    let e = (v - max).exp();
+                    sum += e;
+                    e
+                });
+                row.mapv_inplace(|e| e / sum);
+            }
+            let mut out = Array2::<f32>::zeros((n, d));
+            general_mat_mul(1.0, &scores, &v, 0.0, &mut out);
+            Some(out)
+        })
+        .collect::<Option<_>>()?;
+    let mut merged = vec![0f32; b * n * c];
+    merged
+        .par_chunks_mut(n * c)
+        .zip(per_head.par_chunks(heads))
+        .for_each(|(image, heads_out)| {
+            for (i, row) in image.chunks_exact_mut(c).enumerate() {
+                for (h, out) in heads_out.iter().enumerate() {
+                    for (dst, src) in row[h * d..(h + 1) * d].iter_mut().zip(out.row(i)) {
+                        *dst = *src;
+                    }
+                }
+            }
+        });
+    Some(merged)
 }
 
 /// `layer.forward(x)`; at inference on a CPU backend (no autodiff) as im2col plus the host GEMM,
@@ -70,67 +251,171 @@ pub fn conv2d(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 /// # Shapes
 /// `[B, C, H, W] -> [B, O, OH, OW]`.
 pub fn conv2d_bn(layer: &Conv2d, bn: Option<&BatchNorm>, relu: bool, x: Tensor<4>) -> Tensor<4> {
-    match host_conv2d(layer, bn, relu, &x) {
-        Some(y) => y,
-        None => {
-            let y = layer.forward(x);
-            let y = match bn {
-                Some(bn) => bn.forward(y),
-                None => y,
-            };
-            if relu { activation::relu(y) } else { y }
-        }
-    }
+    conv2d_bn_add(layer, bn, None, relu, x)
 }
 
-/// The host path of [`conv2d_bn`]; `None` when it does not apply (then Burn's layers run).
+/// `relu?(bn?(layer.forward(x)) + residual?)`: a residual block's last convolution, with the
+/// shortcut added (and the ReLU applied) as the output is written on the host path.
+///
+/// # Shapes
+/// `x` `[B, C, H, W]`, `residual` `[B, O, OH, OW]` → `[B, O, OH, OW]`.
+pub fn conv2d_bn_add(
+    layer: &Conv2d,
+    bn: Option<&BatchNorm>,
+    residual: Option<Tensor<4>>,
+    relu: bool,
+    x: Tensor<4>,
+) -> Tensor<4> {
+    let (x, residual) = match host_conv2d(layer, bn, residual, relu, x) {
+        Ok(y) => return y,
+        Err(back) => *back,
+    };
+    let y = layer.forward(x);
+    let y = match bn {
+        Some(bn) => bn.forward(y),
+        None => y,
+    };
+    let y = match residual {
+        Some(r) => y + r,
+        None => y,
+    };
+    if relu { activation::relu(y) } else { y }
+}
+
+/// The shapes of one convolution: input `[C, H, W]` per image, weights `[O, C, kh, kw]`.
+struct Geometry {
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    /// Top, left, bottom, right.
+    padding: [usize; 4],
+    /// Output height and width.
+    out: [usize; 2],
+}
+
+/// What is applied to each output value of channel `oc`: `·scale[oc] + shift[oc]` (a folded
+/// BatchNorm and the bias), `+ residual` (the output's shape), then the ReLU.
+struct Epilogue<'a> {
+    scale: &'a [f32],
+    shift: &'a [f32],
+    residual: Option<&'a [f32]>,
+    relu: bool,
+}
+
+/// The host path of [`conv2d_bn_add`]. It takes the activations by value: a tensor no one else
+/// holds is read without a copy. Where the path does not apply, the inputs come back unchanged
+/// (then Burn's layers run).
 fn host_conv2d(
     layer: &Conv2d,
     bn: Option<&BatchNorm>,
+    residual: Option<Tensor<4>>,
     relu: bool,
-    x: &Tensor<4>,
-) -> Option<Tensor<4>> {
+    x: Tensor<4>,
+) -> Result<Tensor<4>, GivenBack<4, 4>> {
     let device = x.device();
-    if !host_inference(&device) || layer.groups != 1 {
-        return None;
-    }
     let (pt, pl, pb, pr) = match layer.padding {
         PaddingConfig2d::Valid => (0, 0, 0, 0),
         PaddingConfig2d::Explicit(t, l, b, r) => (t, l, b, r),
-        PaddingConfig2d::Same => return None,
+        PaddingConfig2d::Same => return Err(Box::new((x, residual))),
     };
     let weight = layer.weight.val();
     let [o, c, kh, kw] = weight.dims();
     let [batch, xc, h, w] = x.dims();
     let ([sh, sw], [dh, dw]) = (layer.stride, layer.dilation);
     let (span_h, span_w) = ((kh - 1) * dh + 1, (kw - 1) * dw + 1);
-    if xc != c || sh == 0 || sw == 0 || h + pt + pb < span_h || w + pl + pr < span_w {
-        // Burn's forward reports these with its own messages.
-        return None;
+    if !host_inference(&device)
+        || layer.groups != 1
+        || xc != c
+        || sh == 0
+        || sw == 0
+        || h + pt + pb < span_h
+        || w + pl + pr < span_w
+    {
+        // Burn's forward reports bad shapes with its own messages.
+        return Err(Box::new((x, residual)));
     }
     let oh = (h + pt + pb - span_h) / sh + 1;
     let ow = (w + pl + pr - span_w) / sw + 1;
-    let x_host = host_values(x.clone())?;
-    let w_host = host_values(weight)?;
+    if residual
+        .as_ref()
+        .is_some_and(|r| r.dims() != [batch, o, oh, ow])
+    {
+        return Err(Box::new((x, residual)));
+    }
+    let Some(w_host) = host_values(weight) else {
+        return Err(Box::new((x, residual)));
+    };
     let mut bias = match &layer.bias {
-        Some(b) => host_values(b.val())?,
+        Some(b) => match host_values(b.val()) {
+            Some(b) => b,
+            None => return Err(Box::new((x, residual))),
+        },
         None => vec![0f32; o],
     };
     // Per output channel: y = scale·conv + shift folds an inference BatchNorm.
     let mut scale = vec![1f32; o];
     if let Some(bn) = bn {
-        let gamma = host_values(bn.gamma.val())?;
-        let beta = host_values(bn.beta.val())?;
-        let mean = host_values(bn.running_mean.value())?;
-        let var = host_values(bn.running_var.value())?;
+        let stats = [
+            bn.gamma.val(),
+            bn.beta.val(),
+            bn.running_mean.value(),
+            bn.running_var.value(),
+        ]
+        .map(host_values);
+        let [Some(gamma), Some(beta), Some(mean), Some(var)] = stats else {
+            return Err(Box::new((x, residual)));
+        };
         if [gamma.len(), beta.len(), mean.len(), var.len()] != [o; 4] {
-            return None;
+            return Err(Box::new((x, residual)));
         }
         for i in 0..o {
             scale[i] = gamma[i] / (var[i] + bn.epsilon as f32).sqrt();
             bias[i] = (bias[i] - mean[i]) * scale[i] + beta[i];
         }
     }
+    let geometry = Geometry {
+        c,
+        h,
+        w,
+        o,
+        kernel: [kh, kw],
+        stride: [sh, sw],
+        dilation: [dh, dw],
+        padding: [pt, pl, pb, pr],
+        out: [oh, ow],
+    };
+    let out = with_host(x, residual, |x, residual| {
+        let epilogue = Epilogue {
+            scale: &scale,
+            shift: &bias,
+            residual,
+            relu,
+        };
+        im2col_conv(x, batch, &geometry, w_host, &epilogue)
+    })?;
+    Ok(Tensor::from_data(
+        TensorData::new(out, [batch, o, oh, ow]),
+        &device,
+    ))
+}
+
+/// The convolution as im2col plus the host GEMM, per image straight into NCHW, with the
+/// epilogue applied as the output rows are finished.
+fn im2col_conv(
+    x_host: &[f32],
+    batch: usize,
+    g: &Geometry,
+    w_host: Vec<f32>,
+    e: &Epilogue<'_>,
+) -> Vec<f32> {
+    let (o, c, h, w) = (g.o, g.c, g.h, g.w);
+    let ([kh, kw], [sh, sw], [dh, dw]) = (g.kernel, g.stride, g.dilation);
+    let [pt, pl, pb, pr] = g.padding;
+    let [oh, ow] = g.out;
     let (k, n) = (c * kh * kw, oh * ow);
     // Several images: the weights `[O, k]` transposed (and scaled) once per call to `[k, O]`, so
     // that with the columns `[k, OH·OW]` both GEMM operands are in the layouts the kernel packs
@@ -140,14 +425,14 @@ fn host_conv2d(
         let mut wt = vec![0f32; k * o];
         wt.par_chunks_mut(o).enumerate().for_each(|(r, row)| {
             for (oc, v) in row.iter_mut().enumerate() {
-                *v = w_host[oc * k + r] * scale[oc];
+                *v = w_host[oc * k + r] * e.scale[oc];
             }
         });
         wt
     } else {
         let mut w = w_host;
         w.par_chunks_mut(k)
-            .zip(&scale)
+            .zip(e.scale)
             .for_each(|(row, &f)| row.iter_mut().for_each(|v| *v *= f));
         w
     };
@@ -155,9 +440,10 @@ fn host_conv2d(
     let direct = kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt + pl + pb + pr == 0;
     let mut cols = vec![0f32; if direct { 0 } else { k * n }];
     let mut out = vec![0f32; batch * o * n];
-    for (image, y) in x_host
+    for (b, (image, y)) in x_host
         .chunks_exact(c * h * w)
         .zip(out.chunks_exact_mut(o * n))
+        .enumerate()
     {
         let b_mat: &[f32] = if direct {
             image
@@ -177,27 +463,29 @@ fn host_conv2d(
             });
             &cols
         };
-        if transposed {
-            matmul_tn(&weights, b_mat, k, y).ok()?;
+        // The operand lengths follow from the geometry, so the shape check cannot fail.
+        let _ = if transposed {
+            matmul_tn(&weights, b_mat, k, y)
         } else {
-            matmul(&weights, b_mat, k, y).ok()?;
-        }
-        y.par_chunks_exact_mut(n).zip(&bias).for_each(|(row, &b)| {
-            if relu {
-                // `t < 0` rather than `max`: a NaN stays NaN, as through Burn's relu.
-                row.iter_mut().for_each(|v| {
-                    let t = *v + b;
-                    *v = if t < 0.0 { 0.0 } else { t };
-                });
-            } else {
-                row.iter_mut().for_each(|v| *v += b);
-            }
-        });
+            matmul(&weights, b_mat, k, y)
+        };
+        let residual = e.residual.map(|r| &r[b * o * n..(b + 1) * o * n]);
+        y.par_chunks_exact_mut(n)
+            .zip(e.shift)
+            .enumerate()
+            .for_each(|(oc, (row, &s))| {
+                let res = residual.map(|r| &r[oc * n..(oc + 1) * n]);
+                for (i, v) in row.iter_mut().enumerate() {
+                    let mut t = *v + s;
+                    if let Some(r) = res {
+                        t += r[i];
+                    }
+                    // `t < 0` rather than `max`: a NaN stays NaN, as through Burn's relu.
+                    *v = if e.relu && t < 0.0 { 0.0 } else { t };
+                }
+            });
     }
-    Some(Tensor::from_data(
-        TensorData::new(out, [batch, o, oh, ow]),
-        &device,
-    ))
+    out
 }
 
 /// One im2col row: the input plane's values seen by one kernel tap (offset `[oy0, ox0]` in
@@ -538,6 +826,60 @@ mod tests {
             let got = linear(&layer, x);
             assert_eq!(got.dims(), want.dims());
             assert_close(&values(got), &values(want), "linear");
+        }
+    }
+
+    #[test]
+    fn host_linear_gelu_and_residual_match_burns_layers() {
+        use burn::nn::LinearConfig;
+        let device = test_device();
+        let normal = burn::tensor::Distribution::Normal(0.0, 1.0);
+        for bias in [true, false] {
+            let layer = LinearConfig::new(24, 10).with_bias(bias).init(&device);
+            let x = Tensor::<3>::random([3, 7, 24], normal, &device);
+            let r = Tensor::<3>::random([3, 7, 10], normal, &device);
+            let want = activation::gelu(layer.forward(x.clone()));
+            assert_close(
+                &values(linear_gelu(&layer, x.clone())),
+                &values(want),
+                "gelu",
+            );
+            let want = layer.forward(x.clone()) + r.clone();
+            assert_close(&values(linear_add(&layer, x, r)), &values(want), "add");
+        }
+    }
+
+    #[test]
+    fn host_attention_matches_burns_attention() {
+        let device = test_device();
+        // (batch, tokens, heads, head_dim); scaled so the softmax is far from uniform.
+        for [b, n, h, d] in [[2, 9, 3, 4], [1, 17, 1, 8], [3, 1, 2, 5]] {
+            let qkv = Tensor::<3>::random(
+                [b, n, 3 * h * d],
+                burn::tensor::Distribution::Normal(0.0, 2.0),
+                &device,
+            );
+            let want = burn_attention(qkv.clone(), h);
+            let got = multi_head_attention(qkv, h);
+            assert_eq!(got.dims(), [b, n, h * d]);
+            assert_close(&values(got), &values(want), &format!("{b}×{n}, {h} heads"));
+        }
+    }
+
+    #[test]
+    fn host_conv_with_residual_matches_burns_layers() {
+        use burn::nn::conv::Conv2dConfig;
+        let device = test_device();
+        let normal = burn::tensor::Distribution::Normal(0.0, 1.0);
+        let conv = Conv2dConfig::new([3, 5], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(&device);
+        for batch in [1, 2] {
+            let x = Tensor::<4>::random([batch, 3, 6, 7], normal, &device);
+            let r = Tensor::<4>::random([batch, 5, 6, 7], normal, &device);
+            let want = activation::relu(conv.forward(x.clone()) + r.clone());
+            let got = conv2d_bn_add(&conv, None, Some(r), true, x);
+            assert_close(&values(got), &values(want), &format!("batch {batch}"));
         }
     }
 

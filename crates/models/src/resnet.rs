@@ -271,13 +271,15 @@ impl Block {
             None => x.clone(),
         };
         let out = ops::conv2d_bn(&self.conv1, Some(&self.bn1), true, x);
-        // In a bottleneck conv2's output goes through a ReLU into conv3.
-        let bottleneck = self.conv3.is_some();
-        let mut out = ops::conv2d_bn(&self.conv2, Some(&self.bn2), bottleneck, out);
-        if let (Some(c3), Some(b3)) = (&self.conv3, &self.bn3) {
-            out = ops::conv2d_bn(c3, Some(b3), false, out);
+        // The last convolution adds the shortcut and applies the ReLU as it writes its output.
+        match (&self.conv3, &self.bn3) {
+            (Some(c3), Some(b3)) => {
+                // A bottleneck: conv2's output goes through a ReLU into conv3.
+                let out = ops::conv2d_bn(&self.conv2, Some(&self.bn2), true, out);
+                ops::conv2d_bn_add(c3, Some(b3), Some(identity), true, out)
+            }
+            _ => ops::conv2d_bn_add(&self.conv2, Some(&self.bn2), Some(identity), true, out),
         }
-        relu(out + identity)
     }
 }
 

@@ -12,9 +12,6 @@ use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use oml_interfaces::{Extractor, ModelError, Pretrained, PretrainedEntry};
 use serde::{Deserialize, Serialize};
 
@@ -216,22 +213,12 @@ impl Attention {
     /// # Shapes
     /// `[B, N, C] -> [B, N, C]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [b, n, c] = x.dims();
-        let h = self.num_heads;
-        let qkv = ops::linear(&self.qkv, x)
-            .reshape([b, n, 3, h, c / h])
-            .permute([2, 0, 3, 1, 4]);
-        let part = |i: usize| qkv.clone().narrow(0, i, 1).reshape([b, h, n, c / h]);
-        // softmax(q·kᵀ / sqrt(head_dim)) · v, as DINO (qk_scale = None).
-        let out = attention(
-            part(0),
-            part(1),
-            part(2),
-            None,
-            None,
-            AttentionModuleOptions::default(),
-        );
-        ops::linear(&self.proj, out.swap_dims(1, 2).reshape([b, n, c]))
+        ops::linear(&self.proj, self.heads(x))
+    }
+
+    /// The merged heads before the output projection.
+    fn heads(&self, x: Tensor<3>) -> Tensor<3> {
+        ops::multi_head_attention(ops::linear(&self.qkv, x), self.num_heads)
     }
 }
 
@@ -261,10 +248,11 @@ impl VitBlock {
     /// # Shapes
     /// `[B, N, C] -> [B, N, C]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.norm1.forward(x));
-        let hidden = gelu(ops::linear(&self.mlp.fc1, self.norm2.forward(x.clone())));
-        let y = ops::linear(&self.mlp.fc2, hidden);
-        x + y
+        // The residual additions and the GELU happen as the products are finished (host path).
+        let heads = self.attn.heads(self.norm1.forward(x.clone()));
+        let x = ops::linear_add(&self.attn.proj, heads, x);
+        let hidden = ops::linear_gelu(&self.mlp.fc1, self.norm2.forward(x.clone()));
+        ops::linear_add(&self.mlp.fc2, hidden, x)
     }
 }
 

@@ -236,15 +236,12 @@ fn host_attention(qkv: &[f32], [b, n, heads, d]: [usize; 4]) -> Option<Vec<f32>>
             let (q, k, v) = (part(0)?, part(1)?, part(2)?);
             let mut scores = Array2::<f32>::zeros((n, n));
             general_mat_mul(scale, &q, &k.t(), 0.0, &mut scores);
-            for mut row in scores.rows_mut() {
-                let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                let mut sum = 0.0;
-                row.mapv_inplace(|v| {
-                    let e = (v - max).exp();
-                    sum += e;
-                    e
-                });
-                row.mapv_inplace(|e| e / sum);
+            // Row softmax; `exp_neg` (arguments `max − v ≥ 0`) keeps the pass vectorised.
+            for row in scores.as_slice_mut()?.chunks_exact_mut(n) {
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                row.iter_mut().for_each(|v| *v = exp_neg(max - *v));
+                let inv = 1.0 / row.iter().sum::<f32>();
+                row.iter_mut().for_each(|v| *v *= inv);
             }
             let mut out = Array2::<f32>::zeros((n, d));
             general_mat_mul(1.0, &scores, &v, 0.0, &mut out);

@@ -65,8 +65,9 @@ fn host_linear<const D: usize>(
     let weight = layer.weight.val();
     let [k, n] = weight.dims();
     let mut dims = x.dims();
-    if !host_inference(&device) || dims[D - 1] != k {
-        // Burn's forward reports a shape mismatch with its own message.
+    if !host_inference(&device) || dims[D - 1] != k || k == 0 || n == 0 {
+        // Burn's forward reports a shape mismatch with its own message; empty layers are
+        // left to it as well.
         return Err(Box::new((x, residual)));
     }
     dims[D - 1] = n;
@@ -182,7 +183,7 @@ pub fn multi_head_attention(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
     let [b, n, c3] = qkv.dims();
     let d = (c3 / 3).checked_div(heads).unwrap_or(0);
     let device = qkv.device();
-    if !host_inference(&device) || d == 0 || 3 * heads * d != c3 {
+    if !host_inference(&device) || d == 0 || n == 0 || 3 * heads * d != c3 {
         return burn_attention(qkv, heads);
     }
     let merged = with_host(qkv, None::<Tensor<1>>, |qkv, _| {
@@ -362,9 +363,15 @@ fn host_conv2d(
     let [o, c, kh, kw] = weight.dims();
     let [batch, xc, h, w] = x.dims();
     let ([sh, sw], [dh, dw]) = (layer.stride, layer.dilation);
-    let (span_h, span_w) = ((kh - 1) * dh + 1, (kw - 1) * dw + 1);
-    if xc != c || sh == 0 || sw == 0 || h + pt + pb < span_h || w + pl + pr < span_w {
-        // Burn's forward reports bad shapes with its own messages.
+    let (span_h, span_w) = (kh.saturating_sub(1) * dh + 1, kw.saturating_sub(1) * dw + 1);
+    if xc != c
+        || [o, c, h, w, kh, kw].contains(&0)
+        || sh == 0
+        || sw == 0
+        || h + pt + pb < span_h
+        || w + pl + pr < span_w
+    {
+        // Burn's forward reports bad shapes with its own messages; empty ones are left to it.
         return Err(Box::new((x, residual)));
     }
     let oh = (h + pt + pb - span_h) / sh + 1;
@@ -902,6 +909,17 @@ mod tests {
                 "exp(-{y})"
             );
         }
+    }
+
+    #[test]
+    fn host_linear_on_an_empty_batch_gives_an_empty_output() {
+        use burn::nn::LinearConfig;
+        let device = test_device();
+        let layer = LinearConfig::new(24, 10).init(&device);
+        let x = Tensor::<3>::zeros([0, 7, 24], &device);
+        let r = Tensor::<3>::zeros([0, 7, 10], &device);
+        assert_eq!(linear_gelu(&layer, x.clone()).dims(), [0, 7, 10]);
+        assert_eq!(linear_add(&layer, x, r).dims(), [0, 7, 10]);
     }
 
     #[test]

@@ -887,7 +887,7 @@ mod tests {
 
     #[test]
     fn vectorised_gelu_matches_the_erf_definition() {
-        // Against libm's erff, in f64 for the reference: a dense grid over the range where
+        // Against libm's erf, in f64: a dense grid over the range where
         // activations live, the tails and NaN.
         let exact = |x: f32| {
             let x = x as f64;

@@ -172,6 +172,17 @@ mod tests {
         t
     }
 
+    /// `got` equals `want` within the GEMM's float tolerance; `what` names the case.
+    fn assert_close(got: &[f32], want: &[f32], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                "{what} at {i}: {g} vs {w}"
+            );
+        }
+    }
+
     /// Deterministic values in [-1, 1) without a random-number dependency.
     fn values(len: usize, seed: u64) -> Vec<f32> {
         let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -198,13 +209,7 @@ mod tests {
             let b = values(n * k, (n * 17 + k) as u64);
             let mut out = vec![f32::NAN; m * n];
             matmul_nt(&a, &b, k, &mut out).unwrap();
-            let want = naive(&a, &b, k);
-            for (i, (g, w)) in out.iter().zip(&want).enumerate() {
-                assert!(
-                    (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
-                    "{m}x{n}x{k} at {i}: {g} vs {w}"
-                );
-            }
+            assert_close(&out, &naive(&a, &b, k), &format!("{m}x{n}x{k}"));
         }
     }
 
@@ -217,12 +222,7 @@ mod tests {
             let b_nk = transpose(&b_kn, k);
             let mut out = vec![f32::NAN; m * n];
             matmul(&a, &b_kn, k, &mut out).unwrap();
-            for (g, w) in out.iter().zip(&naive(&a, &b_nk, k)) {
-                assert!(
-                    (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
-                    "{m}x{n}x{k}: {g} vs {w}"
-                );
-            }
+            assert_close(&out, &naive(&a, &b_nk, k), &format!("{m}x{n}x{k}"));
         }
     }
 
@@ -234,12 +234,7 @@ mod tests {
             let (at, b_nk) = (transpose(&a, m), transpose(&b_kn, k));
             let mut out = vec![f32::NAN; m * n];
             matmul_tn(&at, &b_kn, k, &mut out).unwrap();
-            for (g, w) in out.iter().zip(&naive(&a, &b_nk, k)) {
-                assert!(
-                    (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
-                    "{m}x{n}x{k}: {g} vs {w}"
-                );
-            }
+            assert_close(&out, &naive(&a, &b_nk, k), &format!("{m}x{n}x{k}"));
         }
     }
 

@@ -3,6 +3,7 @@
 use crate::report::measure;
 use burn::prelude::*;
 use burn::tensor::Distribution;
+use oml::interfaces::linalg::{self, host_f32};
 
 /// Arguments of the `ops` suite.
 #[derive(clap::Args, Debug)]
@@ -19,6 +20,10 @@ pub struct Args {
     /// Timed repetitions.
     #[arg(long, default_value_t = 5)]
     pub repeats: usize,
+    /// Also time the host GEMM `x·W` (a linear layer's product) at these `MxKxN` shapes,
+    /// e.g. `3152x384x1152` (ViT-S/16's qkv at batch 16); prints GFLOP/s on stderr.
+    #[arg(long, value_delimiter = ',')]
+    pub gemm: Vec<String>,
 }
 
 /// Times matmul, the matmul-form cdist, and top-k over a distance matrix.
@@ -33,12 +38,17 @@ pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
         let _ = a.clone().matmul(b.clone().transpose()).into_data();
     });
     // The fixed host GEMM the CPU paths use (kNN blocks, miners), on the same operands.
-    let (ah, bh): (Vec<f32>, Vec<f32>) =
-        (a.to_data().iter().collect(), b.to_data().iter().collect());
+    let read = |t: &Tensor<2>| {
+        host_f32(t.clone()).map_err(|e| anyhow::anyhow!("operand not readable: {e:?}"))
+    };
+    let (ah, bh) = (read(&a)?, read(&b)?);
     let mut out = vec![0f32; n * n];
     measure("ops", params("host_matmul"), 1, args.repeats, || {
-        let _ = oml::interfaces::linalg::matmul_nt(&ah, &bh, d, &mut out);
+        let _ = linalg::matmul_nt(&ah, &bh, d, &mut out);
     });
+    for shape in &args.gemm {
+        host_gemm(shape, args.repeats)?;
+    }
     let cdist = |a: Tensor<2>, b: Tensor<2>| {
         let an = a.clone().square().sum_dim(1);
         let bn = b.clone().square().sum_dim(1).transpose();
@@ -56,5 +66,32 @@ pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
     measure("ops", params("argsort"), 1, args.repeats, || {
         let _ = dist.clone().argsort(1).into_data();
     });
+    Ok(())
+}
+
+/// Times `linalg::matmul` (`[M, K] · [K, N]`, as a linear layer at inference) at one `MxKxN`.
+fn host_gemm(shape: &str, repeats: usize) -> anyhow::Result<()> {
+    let dims: Vec<usize> = shape
+        .split('x')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            anyhow::anyhow!("--gemm {shape:?}: {e} (expected MxKxN, e.g. 3152x384x1152)")
+        })?;
+    let &[m, k, n] = dims.as_slice() else {
+        anyhow::bail!("--gemm {shape:?}: expected three sizes MxKxN");
+    };
+    // Deterministic operands; the values do not matter to the speed.
+    let x: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.1).collect();
+    let w: Vec<f32> = (0..k * n).map(|i| (i % 17) as f32 * 0.1).collect();
+    let mut out = vec![0f32; m * n];
+    let params = serde_json::json!({"op": "host_gemm", "m": m, "k": k, "n": n});
+    let median = measure("ops", params, 1, repeats, || {
+        let _ = linalg::matmul(&x, &w, k, &mut out);
+    });
+    eprintln!(
+        "ops: host GEMM {m}x{k}x{n}: {:.0} GFLOP/s (median)",
+        2.0 * (m * k * n) as f64 / median / 1e9
+    );
     Ok(())
 }

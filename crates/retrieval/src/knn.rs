@@ -5,8 +5,9 @@
 //! - Embeddings are cut into blocks of `block_size` rows. For each (query block, gallery block)
 //!   pair one GEMM `Q_b · G_bᵀ` runs on the chosen Burn device (on CPU backends, one fixed host
 //!   GEMM, [`oml_interfaces::linalg::matmul_nt`]); the block of dot products is on the host,
-//!   where `‖q‖² + ‖g‖² − 2·q·g` is formed and scanned by every query's bounded max-heap. Most candidates are rejected by one comparison against the heap's worst
-//!   item, so only `k` items per query are ever kept and nothing is fully sorted.
+//!   where `‖q‖² + ‖g‖² − 2·q·g` is formed and scanned by every query's bounded max-heap.
+//!   Most candidates are rejected by one comparison against the heap's worst item, so only `k`
+//!   items per query are ever kept and nothing is fully sorted.
 //! - When queries and gallery are the same item set (the usual "every item is both" validation),
 //!   only the upper triangle of blocks is computed: each off-diagonal block serves its rows as
 //!   queries and, transposed, its columns as queries. That halves the GEMM work.

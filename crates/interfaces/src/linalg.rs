@@ -20,9 +20,7 @@
 
 use burn::prelude::*;
 use burn::tensor::DataError;
-use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2, Axis, Slice};
-use rayon::prelude::*;
+use oml_gemm::MatRef;
 
 /// A float tensor's values on the host as row-major `f32`: one copy when the tensor already
 /// holds `f32` (always on the CPU backends), a conversion otherwise. The read side of the host
@@ -46,10 +44,6 @@ pub struct ShapeError {
     /// The shared inner dimension.
     pub k: usize,
 }
-
-/// Fewest rows (or columns) one parallel task multiplies: below this the per-task packing of
-/// the other operand costs more than the split saves.
-const MIN_TASK_ROWS: usize = 16;
 
 /// `out = A·Bᵀ` for row-major `A [m, k]`, `B [n, k]`, `out [m, n]`; `m` and `n` follow from the
 /// lengths. Rows of `A` are split over rayon's pool.
@@ -100,45 +94,16 @@ fn gemm(
         return Err(err());
     }
     let (m, n) = (a.len() / k, b.len() / k);
-    if out_len != m * n {
-        return Err(err());
-    }
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    // For `matmul_nt`, `Bᵀ` as a strided view: transposing the operands into the layouts
-    // matrixmultiply packs fastest measured slower there (the transposition costs more than the
-    // packing saves when each operand is used once).
-    let b = if b_transposed {
-        ArrayView2::from_shape((n, k), b)
-            .map_err(|_| err())?
-            .reversed_axes()
-    } else {
-        ArrayView2::from_shape((k, n), b).map_err(|_| err())?
-    };
-    let a = if a_transposed {
-        ArrayView2::from_shape((k, m), a)
-            .map_err(|_| err())?
-            .reversed_axes()
-    } else {
-        ArrayView2::from_shape((m, k), a).map_err(|_| err())?
-    };
-    // One task per thread, each packing its share of one operand and all of the other again:
-    // split the larger of `m` and `n`, so the operand packed again is the smaller one.
-    let tasks = rayon::current_num_threads();
-    let mut o = ArrayViewMut2::from_shape((m, n), out).map_err(|_| err())?;
-    let (axis, len) = if m >= n { (Axis(0), m) } else { (Axis(1), n) };
-    let step = len.div_ceil(tasks).max(MIN_TASK_ROWS).next_multiple_of(8);
-    let parts: Vec<_> = o.axis_chunks_iter_mut(axis, step).collect();
-    parts.into_par_iter().enumerate().for_each(|(t, mut o)| {
-        let range = Slice::from(t * step..t * step + o.len_of(axis));
-        if axis == Axis(0) {
-            general_mat_mul(1.0, &a.slice_axis(Axis(0), range), &b, 0.0, &mut o);
+    let view = |data, rows, cols, transposed| {
+        if transposed {
+            MatRef::row_major(data, cols, rows).map(MatRef::t)
         } else {
-            general_mat_mul(1.0, &a, &b.slice_axis(Axis(1), range), 0.0, &mut o);
+            MatRef::row_major(data, rows, cols)
         }
-    });
-    Ok(())
+    };
+    let a = view(a, m, k, a_transposed).map_err(|_| err())?;
+    let b = view(b, k, n, b_transposed).map_err(|_| err())?;
+    oml_gemm::gemm(a, b, out).map_err(|_| err())
 }
 
 #[cfg(test)]

@@ -1,0 +1,130 @@
+//! The one unsafe part of the crate: a 12×32 AVX-512 microkernel.
+//!
+//! Safe code reaches it only through [`Avx512`], a token that exists only once the CPU has been
+//! seen to support AVX-512F, and through [`Avx512::tile`], which checks every slice bound the
+//! kernel's pointer arithmetic relies on.
+#![allow(unsafe_code)]
+
+/// Rows of `C` one kernel call computes: 12 rows × 2 vectors = 24 of the 32 vector registers
+/// hold accumulators, two hold the `B` row and one the broadcast `A` value.
+pub const MR: usize = 12;
+/// Columns of `C` one kernel call computes: two 16-lane vectors.
+pub const NR: usize = 32;
+
+/// Proof that the running CPU has AVX-512F.
+#[derive(Debug, Clone, Copy)]
+pub struct Avx512(());
+
+impl Avx512 {
+    /// The token, where the CPU supports AVX-512F.
+    pub fn detect() -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return Some(Self(()));
+        }
+        None
+    }
+
+    /// `C[i, j] (+)= Σ_p A[p, i] · B[p, j]` for `i < mr`, `j < nr`, from the packed panels
+    /// `a` (`kc` steps of `MR` values) and `b` (`kc` steps of `NR` values); `c` starts at the
+    /// tile's first element, rows `ldc` apart. Adds to `c` when `accumulate`, else overwrites.
+    #[allow(clippy::too_many_arguments)]
+    pub fn tile(
+        self,
+        kc: usize,
+        a: &[f32],
+        b: &[f32],
+        c: &mut [f32],
+        ldc: usize,
+        mr: usize,
+        nr: usize,
+        accumulate: bool,
+    ) {
+        assert!(
+            (1..=MR).contains(&mr)
+                && (1..=NR).contains(&nr)
+                && a.len() >= kc * MR
+                && b.len() >= kc * NR
+                && c.len() >= (mr - 1) * ldc + nr,
+            "oml-gemm kernel: tile bounds"
+        );
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the token exists only where AVX-512F was detected, and the assertion above
+        // covers every load (`a`, `b`) and every unmasked lane of every load and store on `c`.
+        unsafe {
+            avx512::tile(
+                kc,
+                a.as_ptr(),
+                b.as_ptr(),
+                c.as_mut_ptr(),
+                ldc,
+                mr,
+                nr,
+                accumulate,
+            )
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{MR, NR};
+    use std::arch::x86_64::*;
+
+    /// The lanes `0..len` of a 16-lane vector (`len ≤ 16`).
+    fn lanes(len: usize) -> __mmask16 {
+        if len >= 16 {
+            0xFFFF
+        } else {
+            ((1u32 << len) - 1) as __mmask16
+        }
+    }
+
+    /// See [`super::Avx512::tile`]; the caller guarantees AVX-512F and the bounds.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn tile(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        mr: usize,
+        nr: usize,
+        accumulate: bool,
+    ) {
+        let mut acc = [_mm512_setzero_ps(); 2 * MR];
+        for p in 0..kc {
+            // SAFETY: `p < kc`, and `a`, `b` hold `kc` steps of `MR` and `NR` values.
+            let (a, b) = unsafe { (a.add(p * MR), b.add(p * NR)) };
+            let (b0, b1) = unsafe { (_mm512_loadu_ps(b), _mm512_loadu_ps(b.add(16))) };
+            for i in 0..MR {
+                let ai = _mm512_set1_ps(unsafe { *a.add(i) });
+                acc[2 * i] = _mm512_fmadd_ps(ai, b0, acc[2 * i]);
+                acc[2 * i + 1] = _mm512_fmadd_ps(ai, b1, acc[2 * i + 1]);
+            }
+        }
+        let (m0, m1) = (lanes(nr.min(16)), lanes(nr.saturating_sub(16)));
+        for i in 0..MR {
+            if i >= mr {
+                break;
+            }
+            // SAFETY: row `i < mr` starts at `i·ldc`; the masks keep every access below `nr`.
+            unsafe {
+                let row = c.add(i * ldc);
+                let mut v0 = acc[2 * i];
+                if accumulate {
+                    v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, row));
+                }
+                _mm512_mask_storeu_ps(row, m0, v0);
+                if nr > 16 {
+                    let mut v1 = acc[2 * i + 1];
+                    if accumulate {
+                        v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, row.add(16)));
+                    }
+                    _mm512_mask_storeu_ps(row.add(16), m1, v1);
+                }
+            }
+        }
+    }
+}

@@ -15,7 +15,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, ShapeBuilder};
 use oml_interfaces::device::is_host_backend;
-use oml_interfaces::linalg::{host_f32, matmul, matmul_tn};
+use oml_interfaces::linalg::{host_f32, matmul};
 use rayon::prelude::*;
 
 /// `layer.forward(x)`; at inference on a CPU backend (no autodiff) through the host GEMM.
@@ -439,8 +439,15 @@ fn host_conv2d(
     ))
 }
 
-/// The convolution as im2col plus the host GEMM, per image straight into NCHW, with the
-/// epilogue applied as the output rows are finished.
+/// Most values of one column matrix (32 MiB): a group of images shares one GEMM up to this.
+const COLS_BUDGET: usize = 8 << 20;
+
+/// The convolution as im2col plus the host GEMM over groups of images, with the epilogue
+/// applied as the output is scattered into NCHW.
+///
+/// A group's columns side by side, `cols [C·kh·kw, G·OH·OW]`, make one GEMM with the scaled
+/// weights `[O, C·kh·kw]`: in the deep layers one image has few output positions (49 in a
+/// ResNet's last stage), too few columns to keep the kernel's tiles full and the threads busy.
 fn im2col_conv(
     x_host: &[f32],
     batch: usize,
@@ -450,76 +457,56 @@ fn im2col_conv(
 ) -> Vec<f32> {
     let (o, c, h, w) = (g.o, g.c, g.h, g.w);
     let ([kh, kw], [sh, sw], [dh, dw]) = (g.kernel, g.stride, g.dilation);
-    let [pt, pl, pb, pr] = g.padding;
+    let [pt, pl, _, _] = g.padding;
     let [oh, ow] = g.out;
     let (k, n) = (c * kh * kw, oh * ow);
-    // Several images: the weights `[O, k]` transposed (and scaled) once per call to `[k, O]`, so
-    // that with the columns `[k, OH·OW]` both GEMM operands are in the layouts the kernel packs
-    // fastest. One image: the transposition would cost more than it saves; scale in place.
-    let transposed = batch > 1;
-    let weights = if transposed {
-        let mut wt = vec![0f32; k * o];
-        wt.par_chunks_mut(o).enumerate().for_each(|(r, row)| {
-            for (oc, v) in row.iter_mut().enumerate() {
-                *v = w_host[oc * k + r] * e.scale[oc];
-            }
-        });
-        wt
-    } else {
-        let mut w = w_host;
-        w.par_chunks_mut(k)
-            .zip(e.scale)
-            .for_each(|(row, &f)| row.iter_mut().for_each(|v| *v *= f));
-        w
-    };
-    // A 1×1, stride-1, unpadded conv multiplies the image itself: no im2col copy.
-    let direct = kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt + pl + pb + pr == 0;
-    let mut cols = vec![0f32; if direct { 0 } else { k * n }];
+    let mut weights = w_host;
+    weights
+        .par_chunks_mut(k)
+        .zip(e.scale)
+        .for_each(|(row, &f)| row.iter_mut().for_each(|v| *v *= f));
+    let group = (COLS_BUDGET / (k * n).max(1)).clamp(1, batch.max(1));
+    let mut cols = vec![0f32; k * n * group];
+    let mut product = vec![0f32; o * n * group];
     let mut out = vec![0f32; batch * o * n];
-    for (b, (image, y)) in x_host
-        .chunks_exact(c * h * w)
-        .zip(out.chunks_exact_mut(o * n))
-        .enumerate()
-    {
-        let b_mat: &[f32] = if direct {
-            image
-        } else {
-            cols.par_chunks_mut(n).enumerate().for_each(|(r, row)| {
-                let (ch, ki, kj) = (r / (kh * kw), r / kw % kh, r % kw);
-                let plane = &image[ch * h * w..(ch + 1) * h * w];
+    let images = x_host.chunks(c * h * w * group);
+    for (first, (images, y)) in images.zip(out.chunks_mut(o * n * group)).enumerate() {
+        let first = first * group;
+        let gn = images.len() / (c * h * w) * n;
+        let (cols, product) = (&mut cols[..k * gn], &mut product[..o * gn]);
+        cols.par_chunks_mut(gn).enumerate().for_each(|(r, row)| {
+            let (ch, ki, kj) = (r / (kh * kw), r / kw % kh, r % kw);
+            for (image, seg) in images.chunks_exact(c * h * w).zip(row.chunks_exact_mut(n)) {
                 im2col_row(
-                    plane,
-                    row,
+                    &image[ch * h * w..(ch + 1) * h * w],
+                    seg,
                     [h, w],
                     [ki * dh, kj * dw],
                     [sh, sw],
                     [pt, pl],
                     ow,
                 );
-            });
-            &cols
-        };
+            }
+        });
         // The operand lengths follow from the geometry, so the shape check cannot fail.
-        let _ = if transposed {
-            matmul_tn(&weights, b_mat, k, y)
-        } else {
-            matmul(&weights, b_mat, k, y)
-        };
-        let residual = e.residual.map(|r| &r[b * o * n..(b + 1) * o * n]);
-        y.par_chunks_exact_mut(n)
-            .zip(e.shift)
-            .enumerate()
-            .for_each(|(oc, (row, &s))| {
-                let res = residual.map(|r| &r[oc * n..(oc + 1) * n]);
-                for (i, v) in row.iter_mut().enumerate() {
-                    let mut t = *v + s;
-                    if let Some(r) = res {
-                        t += r[i];
-                    }
-                    // `t < 0` rather than `max`: a NaN stays NaN, as through Burn's relu.
-                    *v = if e.relu && t < 0.0 { 0.0 } else { t };
+        let _ = matmul(&weights, cols, k, product);
+        // `y [G, O, OH·OW]` from `product [O, G·OH·OW]`, with shift, residual and ReLU.
+        y.par_chunks_exact_mut(n).enumerate().for_each(|(i, row)| {
+            let (image, oc) = (i / o, i % o);
+            let src = &product[oc * gn + image * n..][..n];
+            let shift = e.shift[oc];
+            let res = e
+                .residual
+                .map(|r| &r[((first + image) * o + oc) * n..][..n]);
+            for (j, (v, &p)) in row.iter_mut().zip(src).enumerate() {
+                let mut t = p + shift;
+                if let Some(r) = res {
+                    t += r[j];
                 }
-            });
+                // `t < 0` rather than `max`: a NaN stays NaN, as through Burn's relu.
+                *v = if e.relu && t < 0.0 { 0.0 } else { t };
+            }
+        });
     }
     out
 }

@@ -221,10 +221,15 @@ fn blocked(token: Avx512, a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32]) {
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
             let b_pack = &mut b_pack[..panels * kc * NR];
+            // One run of adjacent panels per thread.
+            let run = panels.div_ceil(threads);
             b_pack
-                .par_chunks_mut(kc * NR)
+                .par_chunks_mut(run * kc * NR)
                 .enumerate()
-                .for_each(|(q, panel)| pack_b(b, pc, jc + q * NR, NR.min(nc - q * NR), panel));
+                .for_each(|(t, panels)| {
+                    let j = t * run * NR;
+                    pack_b(b, pc, jc + j, (run * NR).min(nc - j), panels)
+                });
             let b_pack = &*b_pack;
             c.par_chunks_mut(mc * n).enumerate().for_each_init(
                 || vec![0f32; mc * KC],
@@ -327,18 +332,28 @@ fn copy_padded<const L: usize>(src: &[f32], live: usize, step: &mut [f32]) {
 /// Zeros standing in for `A`'s rows past its last in a packed panel.
 static ZEROS: [f32; KC] = [0.0; KC];
 
-/// Packs `B[p0 .. p0 + kc, j0 .. j0 + live]` as one panel of `kc` steps of `NR` values,
-/// zero-padded past column `live`.
-fn pack_b(b: MatRef<'_>, p0: usize, j0: usize, live: usize, panel: &mut [f32]) {
+/// Packs `B[p0 .. p0 + kc, j0 .. j0 + cols]` as consecutive panels of `kc` steps of `NR`
+/// values, zero-padded past column `cols`.
+fn pack_b(b: MatRef<'_>, p0: usize, j0: usize, cols: usize, panels: &mut [f32]) {
+    let kc = panels.len() / cols.div_ceil(NR) / NR;
     let base = p0 * b.rs + j0 * b.cs;
     if b.cs == 1 {
-        for (p, step) in panel.chunks_exact_mut(NR).enumerate() {
-            copy_padded::<NR>(&b.data[base + p * b.rs..], live, step);
+        // Rows of `B` are contiguous: read each row once along all the panels, so the reads
+        // stay sequential (a column matrix's rows are far apart in memory).
+        for p in 0..kc {
+            let row = &b.data[base + p * b.rs..][..cols];
+            for (q, panel) in panels.chunks_exact_mut(kc * NR).enumerate() {
+                let live = NR.min(cols - q * NR);
+                copy_padded::<NR>(&row[q * NR..], live, &mut panel[p * NR..]);
+            }
         }
-    } else {
+        return;
+    }
+    for (q, panel) in panels.chunks_exact_mut(kc * NR).enumerate() {
+        let live = NR.min(cols - q * NR);
         for j in 0..NR {
             if j < live {
-                let col = base + j * b.cs;
+                let col = base + (q * NR + j) * b.cs;
                 for (p, step) in panel.chunks_exact_mut(NR).enumerate() {
                     step[j] = b.data[col + p * b.rs];
                 }

@@ -2,7 +2,7 @@
 //!
 //! `C = A·B` for strided `A [m, k]` and `B [k, n]` into a row-major `C [m, n]`. Where the CPU has
 //! AVX-512F it runs a blocked GEMM of its own: `B` packed once per block and shared by all
-//! threads, `A` packed per task, a 12×32 register-tiled microkernel ([`kernel`]), tasks over
+//! threads, `A` packed per task, a 12×32 register-tiled microkernel (`src/kernel.rs`), tasks over
 //! row blocks on rayon's pool. Elsewhere it runs matrixmultiply's runtime-dispatched kernels
 //! (through ndarray), split over row chunks the same way.
 //!

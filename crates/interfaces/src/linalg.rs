@@ -3,10 +3,9 @@
 //! The kNN search and the miners need `A·Bᵀ` of two row-major `f32` matrices that are already
 //! on the host; the extractors' linear layers at inference need `x·W`. Through Burn they would run burn-flex's GEMM, whose speed on a 2-core machine
 //! depends on how the final binary happens to lay out its microkernel (`docs/metrics.md`: the
-//! same call took 0.7 s in one binary and 1.6 s in another). This kernel is matrixmultiply's
-//! (through ndarray's safe API), chosen at run time for the CPU's vector units, and parallel
-//! over row chunks on rayon's pool, one single-threaded GEMM per chunk, so every binary runs
-//! the same code at the same speed.
+//! same call took 0.7 s in one binary and 1.6 s in another). These functions call `oml-gemm`
+//! (an AVX-512 microkernel of its own where the CPU has it, matrixmultiply's kernels
+//! elsewhere), parallel on rayon's pool, so every binary runs the same code at the same speed.
 //!
 //! ```
 //! use oml_interfaces::linalg::matmul_nt;
@@ -59,9 +58,7 @@ pub fn matmul(a: &[f32], b: &[f32], k: usize, out: &mut [f32]) -> Result<(), Sha
 
 /// `out = A·B` with `A` given transposed, `at = Aᵀ [k, m]` row-major, `B [k, n]`, `out [m, n]`.
 ///
-/// matrixmultiply packs both operands fastest in these layouts (contiguous runs along `m` and
-/// along `n`): worth a one-off transposition when the same `A` meets many `B`s (a convolution's
-/// weights and each image's columns).
+/// For an `A` already stored transposed; the GEMM packs it without a copy.
 pub fn matmul_tn(at: &[f32], b: &[f32], k: usize, out: &mut [f32]) -> Result<(), ShapeError> {
     gemm(at, true, b, false, k, out)
 }

@@ -300,7 +300,7 @@ pub fn conv2d_bn_add(
     relu: bool,
     x: Tensor<4>,
 ) -> Tensor<4> {
-    let (x, residual) = match host_conv2d(layer, bn, residual, relu, x) {
+    let (x, residual) = match host_conv2d(layer, bn, residual, relu, x, COLS_BUDGET) {
         Ok(y) => return y,
         Err(back) => *back,
     };
@@ -349,6 +349,7 @@ fn host_conv2d(
     residual: Option<Tensor<4>>,
     relu: bool,
     x: Tensor<4>,
+    cols_budget: usize,
 ) -> Result<Tensor<4>, GivenBack<4, 4>> {
     let device = x.device();
     if !host_inference(&device) || layer.groups != 1 {
@@ -431,7 +432,7 @@ fn host_conv2d(
             residual,
             relu,
         };
-        im2col_conv(x, batch, &geometry, w_host, &epilogue)
+        im2col_conv(x, batch, &geometry, w_host, &epilogue, cols_budget)
     })?;
     Ok(Tensor::from_data(
         TensorData::new(out, [batch, o, oh, ow]),
@@ -440,6 +441,7 @@ fn host_conv2d(
 }
 
 /// Most values of one column matrix (32 MiB): a group of images shares one GEMM up to this.
+/// (`host_conv2d` takes it as a parameter so that the tests can split small batches.)
 const COLS_BUDGET: usize = 8 << 20;
 
 /// The convolution as im2col plus the host GEMM over groups of images, with the epilogue
@@ -454,6 +456,7 @@ fn im2col_conv(
     g: &Geometry,
     w_host: Vec<f32>,
     e: &Epilogue<'_>,
+    cols_budget: usize,
 ) -> Vec<f32> {
     let (o, c, h, w) = (g.o, g.c, g.h, g.w);
     let ([kh, kw], [sh, sw], [dh, dw]) = (g.kernel, g.stride, g.dilation);
@@ -465,7 +468,7 @@ fn im2col_conv(
         .par_chunks_mut(k)
         .zip(e.scale)
         .for_each(|(row, &f)| row.iter_mut().for_each(|v| *v *= f));
-    let group = (COLS_BUDGET / (k * n).max(1)).clamp(1, batch.max(1));
+    let group = (cols_budget / (k * n).max(1)).clamp(1, batch.max(1));
     let mut cols = vec![0f32; k * n * group];
     let mut product = vec![0f32; o * n * group];
     let mut out = vec![0f32; batch * o * n];
@@ -940,6 +943,29 @@ mod tests {
             let want = activation::relu(conv.forward(x.clone()) + r.clone());
             let got = conv2d_bn_add(&conv, None, Some(r), true, x);
             assert_close(&values(got), &values(want), &format!("batch {batch}"));
+        }
+    }
+
+    #[test]
+    fn host_conv_split_into_image_groups_matches_burns_layers() {
+        use burn::nn::conv::Conv2dConfig;
+        let device = test_device();
+        let normal = burn::tensor::Distribution::Normal(0.0, 1.0);
+        let conv = Conv2dConfig::new([3, 5], [3, 3])
+            .with_stride([2, 1])
+            .with_padding(PaddingConfig2d::Explicit(1, 0, 2, 1))
+            .init(&device);
+        let x = Tensor::<4>::random([3, 3, 6, 7], normal, &device);
+        let y = conv.forward(x.clone());
+        let r = Tensor::<4>::random(y.dims(), normal, &device);
+        let want = values(activation::relu(y + r.clone()));
+        // One image's columns: 27 rows × (4·6) output positions. Budgets of one and two images
+        // split the batch of three into groups 1+1+1 and 2+1.
+        for images in [1, 2] {
+            let budget = images * 27 * 24;
+            let got = host_conv2d(&conv, None, Some(r.clone()), true, x.clone(), budget)
+                .unwrap_or_else(|_| panic!("the host path applies"));
+            assert_close(&values(got), &want, &format!("groups of {images}"));
         }
     }
 

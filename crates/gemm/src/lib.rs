@@ -282,15 +282,12 @@ fn pack_a(a: MatRef<'_>, i0: usize, rows: usize, p0: usize, kc: usize, out: &mut
                     &ZEROS[..kc]
                 }
             });
-            let blocks = panel.chunks_exact_mut(8 * MR);
-            let tail = kc - kc % 8;
-            for (t, block) in blocks.enumerate() {
-                let block: &mut [f32; 8 * MR] = block.try_into().unwrap_or_else(|_| unreachable!());
+            let (blocks, _) = panel.as_chunks_mut::<{ 8 * MR }>();
+            let tail = 8 * blocks.len();
+            for (t, block) in blocks.iter_mut().enumerate() {
                 for (i, row) in rows.iter().enumerate() {
-                    let src: &[f32; 8] = row[8 * t..8 * t + 8]
-                        .try_into()
-                        .unwrap_or_else(|_| unreachable!());
-                    for (s, v) in src.iter().enumerate() {
+                    let (steps, _) = row.as_chunks::<8>();
+                    for (s, v) in steps[t].iter().enumerate() {
                         block[s * MR + i] = *v;
                     }
                 }

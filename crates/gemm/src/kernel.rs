@@ -40,10 +40,49 @@ impl Avx512 {
         nr: usize,
         accumulate: bool,
     ) {
+        let a_len = kc * MR;
+        self.checked::<MR, 1>(a_len, kc, a, b, c, ldc, mr, nr, accumulate);
+    }
+
+    /// [`Self::tile`] with `A` as `MR` rows of `kc` values, `LDA` apart (`A[i, p]` at
+    /// `a[i·LDA + p]`): rows gathered as they are, without a transposing pack.
+    #[allow(clippy::too_many_arguments)]
+    pub fn tile_rows<const LDA: usize>(
+        self,
+        kc: usize,
+        a: &[f32],
+        b: &[f32],
+        c: &mut [f32],
+        ldc: usize,
+        mr: usize,
+        nr: usize,
+        accumulate: bool,
+    ) {
+        assert!(kc <= LDA, "oml-gemm kernel: kc past the row stride");
+        let a_len = (MR - 1) * LDA + kc;
+        self.checked::<1, LDA>(a_len, kc, a, b, c, ldc, mr, nr, accumulate);
+    }
+
+    /// The bound checks shared by both layouts: `A[i, p]` is read at `a[p·STEP + i·ROW]`, and
+    /// `a_len` is one past the last value read.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn checked<const STEP: usize, const ROW: usize>(
+        self,
+        a_len: usize,
+        kc: usize,
+        a: &[f32],
+        b: &[f32],
+        c: &mut [f32],
+        ldc: usize,
+        mr: usize,
+        nr: usize,
+        accumulate: bool,
+    ) {
         assert!(
             (1..=MR).contains(&mr)
                 && (1..=NR).contains(&nr)
-                && a.len() >= kc * MR
+                && a.len() >= a_len
                 && b.len() >= kc * NR
                 && c.len() >= (mr - 1) * ldc + nr,
             "oml-gemm kernel: tile bounds"
@@ -52,7 +91,7 @@ impl Avx512 {
         // SAFETY: the token exists only where AVX-512F was detected, and the assertion above
         // covers every load (`a`, `b`) and every unmasked lane of every load and store on `c`.
         unsafe {
-            avx512::tile(
+            avx512::tile::<STEP, ROW>(
                 kc,
                 a.as_ptr(),
                 b.as_ptr(),
@@ -80,10 +119,11 @@ mod avx512 {
         }
     }
 
-    /// See [`super::Avx512::tile`]; the caller guarantees AVX-512F and the bounds.
+    /// See [`super::Avx512::tile`] (`A[i, p]` at `a[p·STEP + i·ROW]`); the caller guarantees
+    /// AVX-512F and the bounds.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn tile(
+    pub(super) unsafe fn tile<const STEP: usize, const ROW: usize>(
         kc: usize,
         a: *const f32,
         b: *const f32,
@@ -95,11 +135,12 @@ mod avx512 {
     ) {
         let mut acc = [_mm512_setzero_ps(); 2 * MR];
         for p in 0..kc {
-            // SAFETY: `p < kc`, and `a`, `b` hold `kc` steps of `MR` and `NR` values.
-            let (a, b) = unsafe { (a.add(p * MR), b.add(p * NR)) };
+            // SAFETY: `p < kc`; the caller checked that `A[i, p]` at `p·STEP + i·ROW` and `kc`
+            // steps of `NR` values of `b` are in bounds.
+            let (a, b) = unsafe { (a.add(p * STEP), b.add(p * NR)) };
             let (b0, b1) = unsafe { (_mm512_loadu_ps(b), _mm512_loadu_ps(b.add(16))) };
             for i in 0..MR {
-                let ai = _mm512_set1_ps(unsafe { *a.add(i) });
+                let ai = _mm512_set1_ps(unsafe { *a.add(i * ROW) });
                 acc[2 * i] = _mm512_fmadd_ps(ai, b0, acc[2 * i]);
                 acc[2 * i + 1] = _mm512_fmadd_ps(ai, b1, acc[2 * i + 1]);
             }

@@ -18,6 +18,9 @@
 //! ```
 
 mod kernel;
+mod packed;
+
+pub use packed::{PackedB, RowSource, gemm_rows};
 
 use kernel::{Avx512, MR, NR};
 use ndarray::linalg::general_mat_mul;
@@ -392,7 +395,7 @@ mod tests {
     use super::*;
 
     /// Deterministic values in [-1, 1) without a random-number dependency.
-    fn values(len: usize, seed: u64) -> Vec<f32> {
+    pub(crate) fn values(len: usize, seed: u64) -> Vec<f32> {
         let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         (0..len)
             .map(|_| {
@@ -405,7 +408,7 @@ mod tests {
     }
 
     /// The oracle: a triple loop in f64 over the views' own indexing.
-    fn naive(a: MatRef<'_>, b: MatRef<'_>) -> Vec<f32> {
+    pub(crate) fn naive(a: MatRef<'_>, b: MatRef<'_>) -> Vec<f32> {
         let at = |m: &MatRef<'_>, i: usize, j: usize| m.data[i * m.rs + j * m.cs] as f64;
         let ([m, k], n) = (a.shape(), b.cols);
         let mut c = vec![0f32; m * n];

@@ -52,6 +52,7 @@
 
 pub mod checkpoint;
 pub mod config;
+mod nhwc;
 pub mod ops;
 pub mod projection;
 pub mod resnet;

@@ -6,8 +6,9 @@
 //! coordinate rule (including a caller-given `scale_factor`, which DINO relies on), runs on any
 //! backend, and is differentiable (Burn's `interpolate` has no autodiff backward).
 
+use crate::nhwc::{HostConv, Map};
 use burn::nn::conv::Conv2d;
-use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
+use burn::nn::{BatchNorm, Linear};
 use burn::prelude::*;
 use burn::tensor::activation;
 use burn::tensor::module::attention;
@@ -300,7 +301,7 @@ pub fn conv2d_bn_add(
     relu: bool,
     x: Tensor<4>,
 ) -> Tensor<4> {
-    let (x, residual) = match host_conv2d(layer, bn, residual, relu, x, COLS_BUDGET) {
+    let (x, residual) = match host_conv2d(layer, bn, residual, relu, x) {
         Ok(y) => return y,
         Err(back) => *back,
     };
@@ -316,251 +317,48 @@ pub fn conv2d_bn_add(
     if relu { activation::relu(y) } else { y }
 }
 
-/// The shapes of one convolution: input `[C, H, W]` per image, weights `[O, C, kh, kw]`.
-struct Geometry {
-    c: usize,
-    h: usize,
-    w: usize,
-    o: usize,
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    dilation: [usize; 2],
-    /// Top, left, bottom, right.
-    padding: [usize; 4],
-    /// Output height and width.
-    out: [usize; 2],
-}
-
-/// What is applied to each output value of channel `oc`: `·scale[oc] + shift[oc]` (a folded
-/// BatchNorm and the bias), `+ residual` (the output's shape), then the ReLU.
-struct Epilogue<'a> {
-    scale: &'a [f32],
-    shift: &'a [f32],
-    residual: Option<&'a [f32]>,
-    relu: bool,
-}
-
-/// The host path of [`conv2d_bn_add`]. It takes the activations by value: a tensor no one else
-/// holds is read without a copy. Where the path does not apply, the inputs come back unchanged
-/// (then Burn's layers run).
+/// The host path of [`conv2d_bn_add`]: the NHWC implicit GEMM of [`crate::nhwc`], with the
+/// activations transposed in and out. It takes them by value: a tensor no one else holds is
+/// read without a copy. Where the path does not apply, the inputs come back unchanged (then
+/// Burn's layers run).
 fn host_conv2d(
     layer: &Conv2d,
     bn: Option<&BatchNorm>,
     residual: Option<Tensor<4>>,
     relu: bool,
     x: Tensor<4>,
-    cols_budget: usize,
 ) -> Result<Tensor<4>, GivenBack<4, 4>> {
     let device = x.device();
-    if !host_inference(&device) || layer.groups != 1 {
-        return Err(Box::new((x, residual)));
-    }
-    let (pt, pl, pb, pr) = match layer.padding {
-        PaddingConfig2d::Valid => (0, 0, 0, 0),
-        PaddingConfig2d::Explicit(t, l, b, r) => (t, l, b, r),
-        PaddingConfig2d::Same => return Err(Box::new((x, residual))),
-    };
-    let weight = layer.weight.val();
-    let [o, c, kh, kw] = weight.dims();
-    let [batch, xc, h, w] = x.dims();
-    let ([sh, sw], [dh, dw]) = (layer.stride, layer.dilation);
-    let (span_h, span_w) = (kh.saturating_sub(1) * dh + 1, kw.saturating_sub(1) * dw + 1);
-    if xc != c
-        || [o, c, h, w, kh, kw].contains(&0)
-        || sh == 0
-        || sw == 0
-        || h + pt + pb < span_h
-        || w + pl + pr < span_w
-    {
-        // Burn's forward reports bad shapes with its own messages; empty ones are left to it.
-        return Err(Box::new((x, residual)));
-    }
-    let oh = (h + pt + pb - span_h) / sh + 1;
-    let ow = (w + pl + pr - span_w) / sw + 1;
-    if residual
-        .as_ref()
-        .is_some_and(|r| r.dims() != [batch, o, oh, ow])
-    {
-        return Err(Box::new((x, residual)));
-    }
-    let Some(w_host) = host_values(weight) else {
+    let [batch, c, h, w] = x.dims();
+    let conv = host_inference(&device)
+        .then(|| HostConv::new(layer, bn))
+        .flatten();
+    // Burn's forward reports bad shapes with its own messages; empty ones are left to it.
+    let out = conv.as_ref().and_then(|conv| {
+        let [_, oh, ow, o] = conv.out_dims([batch, h, w, c])?;
+        let fits = h * w > 0
+            && residual
+                .as_ref()
+                .is_none_or(|r| r.dims() == [batch, o, oh, ow]);
+        fits.then_some((conv, [batch, o, oh, ow]))
+    });
+    let Some((conv, out)) = out else {
         return Err(Box::new((x, residual)));
     };
-    let mut bias = match &layer.bias {
-        Some(b) => match host_values(b.val()) {
-            Some(b) => b,
-            None => return Err(Box::new((x, residual))),
-        },
-        None => vec![0f32; o],
-    };
-    // Per output channel: y = scale·conv + shift folds an inference BatchNorm.
-    let mut scale = vec![1f32; o];
-    if let Some(bn) = bn {
-        let stats = [
-            bn.gamma.val(),
-            bn.beta.val(),
-            bn.running_mean.value(),
-            bn.running_var.value(),
-        ]
-        .map(host_values);
-        let [Some(gamma), Some(beta), Some(mean), Some(var)] = stats else {
-            return Err(Box::new((x, residual)));
-        };
-        if [gamma.len(), beta.len(), mean.len(), var.len()] != [o; 4] {
-            return Err(Box::new((x, residual)));
-        }
-        for i in 0..o {
-            scale[i] = gamma[i] / (var[i] + bn.epsilon as f32).sqrt();
-            bias[i] = (bias[i] - mean[i]) * scale[i] + beta[i];
-        }
-    }
-    let geometry = Geometry {
-        c,
-        h,
-        w,
-        o,
-        kernel: [kh, kw],
-        stride: [sh, sw],
-        dilation: [dh, dw],
-        padding: [pt, pl, pb, pr],
-        out: [oh, ow],
-    };
-    let out = with_host(x, residual, |x, residual| {
-        let epilogue = Epilogue {
-            scale: &scale,
-            shift: &bias,
-            residual,
-            relu,
-        };
-        im2col_conv(x, batch, &geometry, w_host, &epilogue, cols_budget)
+    let y = with_host(x, residual, |x, residual| {
+        let x = Map::from_nchw(x, [batch, c, h, w]);
+        let residual = residual.map(|r| Map::from_nchw(r, out));
+        conv.forward(&x, residual.as_ref(), relu)
     })?;
-    Ok(Tensor::from_data(
-        TensorData::new(out, [batch, o, oh, ow]),
-        &device,
-    ))
-}
-
-/// Most values of one column matrix (32 MiB): a group of images shares one GEMM up to this.
-/// (`host_conv2d` takes it as a parameter so that the tests can split small batches.)
-const COLS_BUDGET: usize = 8 << 20;
-
-/// The convolution as im2col plus the host GEMM over groups of images, with the epilogue
-/// applied as the output is scattered into NCHW.
-///
-/// A group's columns side by side, `cols [C·kh·kw, G·OH·OW]`, make one GEMM with the scaled
-/// weights `[O, C·kh·kw]`: in the deep layers one image has few output positions (49 in a
-/// ResNet's last stage), too few columns to keep the kernel's tiles full and the threads busy.
-fn im2col_conv(
-    x_host: &[f32],
-    batch: usize,
-    g: &Geometry,
-    w_host: Vec<f32>,
-    e: &Epilogue<'_>,
-    cols_budget: usize,
-) -> Vec<f32> {
-    let (o, c, h, w) = (g.o, g.c, g.h, g.w);
-    let ([kh, kw], [sh, sw], [dh, dw]) = (g.kernel, g.stride, g.dilation);
-    let [pt, pl, _, _] = g.padding;
-    let [oh, ow] = g.out;
-    let (k, n) = (c * kh * kw, oh * ow);
-    let mut weights = w_host;
-    weights
-        .par_chunks_mut(k)
-        .zip(e.scale)
-        .for_each(|(row, &f)| row.iter_mut().for_each(|v| *v *= f));
-    let group = (cols_budget / (k * n).max(1)).clamp(1, batch.max(1));
-    let mut cols = vec![0f32; k * n * group];
-    let mut product = vec![0f32; o * n * group];
-    let mut out = vec![0f32; batch * o * n];
-    let images = x_host.chunks(c * h * w * group);
-    for (first, (images, y)) in images.zip(out.chunks_mut(o * n * group)).enumerate() {
-        let first = first * group;
-        let gn = images.len() / (c * h * w) * n;
-        let (cols, product) = (&mut cols[..k * gn], &mut product[..o * gn]);
-        cols.par_chunks_mut(gn).enumerate().for_each(|(r, row)| {
-            let (ch, ki, kj) = (r / (kh * kw), r / kw % kh, r % kw);
-            for (image, seg) in images.chunks_exact(c * h * w).zip(row.chunks_exact_mut(n)) {
-                im2col_row(
-                    &image[ch * h * w..(ch + 1) * h * w],
-                    seg,
-                    [h, w],
-                    [ki * dh, kj * dw],
-                    [sh, sw],
-                    [pt, pl],
-                    ow,
-                );
-            }
-        });
-        // The operand lengths follow from the geometry, so the shape check cannot fail.
-        let _ = matmul(&weights, cols, k, product);
-        // `y [G, O, OH·OW]` from `product [O, G·OH·OW]`, with shift, residual and ReLU.
-        y.par_chunks_exact_mut(n).enumerate().for_each(|(i, row)| {
-            let (image, oc) = (i / o, i % o);
-            let src = &product[oc * gn + image * n..][..n];
-            let shift = e.shift[oc];
-            let res = e
-                .residual
-                .map(|r| &r[((first + image) * o + oc) * n..][..n]);
-            for (j, (v, &p)) in row.iter_mut().zip(src).enumerate() {
-                let mut t = p + shift;
-                if let Some(r) = res {
-                    t += r[j];
-                }
-                // `t < 0` rather than `max`: a NaN stays NaN, as through Burn's relu.
-                *v = if e.relu && t < 0.0 { 0.0 } else { t };
-            }
-        });
-    }
-    out
-}
-
-/// One im2col row: the input plane's values seen by one kernel tap (offset `[oy0, ox0]` in
-/// the padded input) at every output position, zeros where the tap falls into the padding.
-fn im2col_row(
-    plane: &[f32],
-    row: &mut [f32],
-    [h, w]: [usize; 2],
-    [oy0, ox0]: [usize; 2],
-    [sh, sw]: [usize; 2],
-    [pt, pl]: [usize; 2],
-    ow: usize,
-) {
-    // Output columns whose input column `ox·sw + ox0 − pl` lies inside `0..w`.
-    let lo = if ox0 >= pl {
-        0
-    } else {
-        (pl - ox0).div_ceil(sw)
-    }
-    .min(ow);
-    let hi = if w + pl > ox0 {
-        ((w + pl - ox0 - 1) / sw + 1).min(ow)
-    } else {
-        0
-    }
-    .max(lo);
-    for (oy, seg) in row.chunks_exact_mut(ow).enumerate() {
-        let iy = oy * sh + oy0;
-        if iy < pt || iy - pt >= h {
-            seg.fill(0.0);
-            continue;
-        }
-        let src = &plane[(iy - pt) * w..(iy - pt + 1) * w];
-        seg[..lo].fill(0.0);
-        seg[hi..].fill(0.0);
-        let first = lo * sw + ox0 - pl;
-        if sw == 1 {
-            seg[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
-        } else {
-            for (v, &x) in seg[lo..hi].iter_mut().zip(src[first..].iter().step_by(sw)) {
-                *v = x;
-            }
-        }
-    }
+    let Some(y) = y else {
+        unreachable!("the input and residual shapes were checked against the convolution")
+    };
+    Ok(y.into_tensor(&device))
 }
 
 /// Inference (no autodiff: nothing to record for a backward pass) on a CPU backend: where the
 /// host GEMM paths apply.
-fn host_inference(device: &Device) -> bool {
+pub(crate) fn host_inference(device: &Device) -> bool {
     !device.is_autodiff() && is_host_backend(device)
 }
 
@@ -702,6 +500,7 @@ pub fn interpolate_to(x: Tensor<4>, out: [usize; 2], steps: [f64; 2], kernel: Ke
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::nn::PaddingConfig2d;
     use oml_interfaces::device::test_device;
 
     fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -947,26 +746,23 @@ mod tests {
     }
 
     #[test]
-    fn host_conv_split_into_image_groups_matches_burns_layers() {
+    fn host_conv_over_many_row_blocks_matches_burns_layers() {
         use burn::nn::conv::Conv2dConfig;
         let device = test_device();
         let normal = burn::tensor::Distribution::Normal(0.0, 1.0);
         let conv = Conv2dConfig::new([3, 5], [3, 3])
             .with_stride([2, 1])
-            .with_padding(PaddingConfig2d::Explicit(1, 0, 2, 1))
+            .with_padding(burn::nn::PaddingConfig2d::Explicit(1, 0, 2, 1))
             .init(&device);
-        let x = Tensor::<4>::random([3, 3, 6, 7], normal, &device);
+        // 3 images of 13×13 outputs: 507 rows of the implicit GEMM, more than two row blocks,
+        // so the residual is read at each block's own offset.
+        let x = Tensor::<4>::random([3, 3, 25, 14], normal, &device);
         let y = conv.forward(x.clone());
+        assert_eq!(y.dims(), [3, 5, 13, 13]);
         let r = Tensor::<4>::random(y.dims(), normal, &device);
         let want = values(activation::relu(y + r.clone()));
-        // One image's columns: 27 rows × (4·6) output positions. Budgets of one and two images
-        // split the batch of three into groups 1+1+1 and 2+1.
-        for images in [1, 2] {
-            let budget = images * 27 * 24;
-            let got = host_conv2d(&conv, None, Some(r.clone()), true, x.clone(), budget)
-                .unwrap_or_else(|_| panic!("the host path applies"));
-            assert_close(&values(got), &want, &format!("groups of {images}"));
-        }
+        let got = conv2d_bn_add(&conv, None, Some(r), true, x);
+        assert_close(&values(got), &want, "507 rows");
     }
 
     #[test]

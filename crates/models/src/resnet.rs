@@ -16,6 +16,7 @@ use oml_interfaces::{Extractor, ModelError, Pretrained, PretrainedEntry};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{KeyAction, LoadOptions, LoadReport, TorchLayout};
+use crate::nhwc::{self, HostConv, Map};
 use crate::ops;
 
 /// ResNet variants OML's `ResnetExtractor` accepts (`arch`).
@@ -281,6 +282,26 @@ impl Block {
             _ => ops::conv2d_bn_add(&self.conv2, Some(&self.bn2), Some(identity), true, out),
         }
     }
+
+    /// [`Self::forward`] on NHWC host activations; `None` where the host path does not apply.
+    fn host_forward(&self, x: &Map) -> Option<Map> {
+        let conv = |c: &Conv2d, bn: &BatchNorm, x: &Map, r: Option<&Map>, relu: bool| {
+            HostConv::new(c, Some(bn))?.forward(x, r, relu)
+        };
+        let projected = match &self.downsample {
+            Some(d) => Some(conv(&d.conv, &d.bn, x, None, false)?),
+            None => None,
+        };
+        let identity = projected.as_ref().unwrap_or(x);
+        let out = conv(&self.conv1, &self.bn1, x, None, true)?;
+        match (&self.conv3, &self.bn3) {
+            (Some(c3), Some(b3)) => {
+                let out = conv(&self.conv2, &self.bn2, &out, None, true)?;
+                conv(c3, b3, &out, Some(identity), true)
+            }
+            _ => conv(&self.conv2, &self.bn2, &out, Some(identity), true),
+        }
+    }
 }
 
 /// torchvision's ResNet body (names as its state dict), with OML's pooling and fc choices.
@@ -374,6 +395,11 @@ impl ResNet {
     /// # Shapes
     /// `[B, 3, H, W] -> [B, C, H/32, W/32]`.
     pub fn forward_map(&self, x: Tensor<4>) -> Tensor<4> {
+        if ops::host_inference(&x.device())
+            && let Some(map) = self.host_forward_map(x.clone())
+        {
+            return map.into_tensor(&x.device());
+        }
         let mut x = self
             .maxpool
             .forward(ops::conv2d_bn(&self.conv1, Some(&self.bn1), true, x));
@@ -383,6 +409,31 @@ impl ResNet {
             }
         }
         x
+    }
+
+    /// The body at inference on a CPU backend: every convolution an implicit GEMM over NHWC
+    /// activations ([`crate::nhwc`]), from the stem to the last block without a layout change
+    /// or a pass of its own for the BatchNorms, residuals and ReLUs. `None` (then Burn's layers
+    /// run) where a layer is outside what the host path covers.
+    fn host_forward_map(&self, x: Tensor<4>) -> Option<Map> {
+        let pool = &self.maxpool;
+        let padding = match pool.padding {
+            PaddingConfig2d::Explicit(t, l, b, r) if t == b && l == r => [t, l],
+            PaddingConfig2d::Valid => [0, 0],
+            _ => return None,
+        };
+        if pool.dilation != [1, 1] || pool.ceil_mode {
+            return None;
+        }
+        let x = Map::from_tensor(x)?;
+        let stem = HostConv::new(&self.conv1, Some(&self.bn1))?.forward(&x, None, true)?;
+        let mut x = nhwc::max_pool(&stem, pool.kernel_size, pool.stride, padding)?;
+        for layer in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
+            for block in layer {
+                x = block.host_forward(&x)?;
+            }
+        }
+        Some(x)
     }
 
     /// Pooled features, then fc when kept.
@@ -551,5 +602,74 @@ impl Pretrained for ResnetExtractor {
         let config: ResnetExtractorConfig = crate::zoo::init_args(entry)?;
         let model = config.init(device)?;
         Ok(model.load_weights(path, &LoadOptions::default())?.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::{Param, RunningState};
+    use burn::tensor::Distribution;
+    use oml_interfaces::device::test_device;
+    use oml_interfaces::linalg::host_f32;
+
+    /// Running statistics and affine parameters away from the identity, so that folding them
+    /// into the convolutions is really checked.
+    fn randomise(bn: &mut BatchNorm, device: &Device) {
+        let [c] = bn.gamma.dims();
+        let normal = Distribution::Normal(0.0, 0.5);
+        bn.gamma = Param::from_tensor(Tensor::random([c], Distribution::Uniform(0.5, 1.5), device));
+        bn.beta = Param::from_tensor(Tensor::random([c], normal, device));
+        bn.running_mean = RunningState::new(Tensor::random([c], normal, device));
+        bn.running_var =
+            RunningState::new(Tensor::random([c], Distribution::Uniform(0.5, 2.0), device));
+    }
+
+    #[test]
+    fn host_body_matches_burns_layers_for_basic_blocks_and_bottlenecks() {
+        let device = test_device();
+        for arch in [ResnetArch::Resnet18, ResnetArch::Resnet50] {
+            let mut model = ResnetExtractorConfig::new(arch)
+                .init(&device)
+                .unwrap()
+                .model;
+            randomise(&mut model.bn1, &device);
+            for layer in [
+                &mut model.layer1,
+                &mut model.layer2,
+                &mut model.layer3,
+                &mut model.layer4,
+            ] {
+                for block in layer.iter_mut() {
+                    randomise(&mut block.bn1, &device);
+                    randomise(&mut block.bn2, &device);
+                    if let Some(bn) = &mut block.bn3 {
+                        randomise(bn, &device);
+                    }
+                    if let Some(d) = &mut block.downsample {
+                        randomise(&mut d.bn, &device);
+                    }
+                }
+            }
+            // Odd, non-square sizes: every padding edge and a last stage of 2×1 positions.
+            let x = Tensor::<4>::random([2, 3, 45, 23], Distribution::Normal(0.0, 1.0), &device);
+            let got = model
+                .host_forward_map(x.clone())
+                .expect("the host path applies")
+                .into_tensor(&device);
+            // An autodiff device takes Burn's layers: the reference.
+            let ad = device.clone().autodiff();
+            let want = model.fork(&ad).forward_map(x.to_device(&ad));
+            assert_eq!(got.dims(), want.dims(), "{arch:?}");
+            let (got, want) = (host_f32(got).unwrap(), host_f32(want).unwrap());
+            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+            assert!(scale > 0.0, "{arch:?}: an all-zero output checks nothing");
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() <= 1e-4 * (scale + w.abs()),
+                    "{arch:?} at {i}: {g} vs {w}"
+                );
+            }
+        }
     }
 }

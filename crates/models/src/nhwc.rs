@@ -127,16 +127,23 @@ impl HostConv {
                 shift[i] = (shift[i] - mean[i]) * scale[i] + beta[i];
             }
         }
-        // `[O, C, kh, kw]` → `[(ki, kj, c), O]`, the order of an NHWC gather.
-        let k = kh * kw * c;
-        let mut b = vec![0f32; k * o];
-        b.par_chunks_mut(o).enumerate().for_each(|(p, row)| {
-            let (tap, ch) = (p / c, p % c);
-            for (oc, v) in row.iter_mut().enumerate() {
-                *v = w[(oc * c + ch) * kh * kw + tap] * scale[oc];
-            }
-        });
-        let weights = PackedB::new(MatRef::row_major(&b, k, o).ok()?);
+        // Each output channel's weights `[C, kh, kw]` reordered to `[(ki, kj, c)]`, the order
+        // of an NHWC gather, and scaled: one row in cache per task. Packing reads the rows as
+        // the columns of `W`. (A gather of `W`'s columns across the rows was 7 % of a ResNet-18
+        // batch.)
+        let (k, taps) = (kh * kw * c, kh * kw);
+        let mut wt = vec![0f32; o * k];
+        wt.par_chunks_mut(k)
+            .zip(w.par_chunks(k))
+            .zip(&scale)
+            .for_each(|((dst, src), &f)| {
+                for (tap, dst) in dst.chunks_exact_mut(c).enumerate() {
+                    for (ch, v) in dst.iter_mut().enumerate() {
+                        *v = src[ch * taps + tap] * f;
+                    }
+                }
+            });
+        let weights = PackedB::new(MatRef::row_major(&wt, o, k).ok()?.t());
         Some(Self {
             weights,
             shift,
@@ -288,9 +295,8 @@ pub(crate) fn max_pool(
                             continue;
                         };
                         for (m, &v) in px.iter_mut().zip(&line[ix * c..][..c]) {
-                            if v > *m || v.is_nan() {
-                                *m = v;
-                            }
+                            // A select, not a conditional store: the loop vectorises.
+                            *m = if v > *m || v.is_nan() { v } else { *m };
                         }
                     }
                 }

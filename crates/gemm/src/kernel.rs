@@ -10,6 +10,9 @@
 pub const MR: usize = 12;
 /// Columns of `C` one kernel call computes: two 16-lane vectors.
 pub const NR: usize = 32;
+/// Row stride of `A` for [`Avx512::tile_rows`]: past the deepest block (256) so that the
+/// twelve rows a call reads do not all fall into the same few L1 sets.
+pub const LDA: usize = 256 + 16;
 
 /// Proof that the running CPU has AVX-512F.
 #[derive(Debug, Clone, Copy)]
@@ -44,10 +47,14 @@ impl Avx512 {
         self.checked::<MR, 1>(a_len, kc, a, b, c, ldc, mr, nr, accumulate);
     }
 
-    /// [`Self::tile`] with `A` as `MR` rows of `kc` values, `LDA` apart (`A[i, p]` at
+    /// [`Self::tile`] with `A` as `MR` rows of `kc` values, [`LDA`] apart (`A[i, p]` at
     /// `a[i·LDA + p]`): rows gathered as they are, without a transposing pack.
+    ///
+    /// Neither this nor [`Self::tile`] is generic: both are compiled here, with this crate's
+    /// profile, even when a caller's generic code (instantiated in the caller's crate, perhaps
+    /// with debug assertions and their pointer checks) calls them.
     #[allow(clippy::too_many_arguments)]
-    pub fn tile_rows<const LDA: usize>(
+    pub fn tile_rows(
         self,
         kc: usize,
         a: &[f32],

@@ -1,7 +1,7 @@
 //! Products with a `B` packed once and an `A` whose rows are produced on demand: a layer's
 //! weights multiplied by the rows of an implicit im2col matrix, which is never written out.
 
-use super::kernel::{Avx512, MR, NR};
+use super::kernel::{Avx512, LDA, MR, NR};
 use super::{GemmError, KC, Kernel, MC, MatRef, pack_b};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
@@ -98,9 +98,7 @@ impl PackedB {
     }
 }
 
-/// Row stride of a task's gathered `A` block: past `KC` so that the twelve rows a kernel call
-/// reads do not all fall into the same few L1 sets.
-const LDA: usize = KC + 16;
+const _: () = assert!(KC <= LDA, "a gathered row block holds KC-deep rows");
 
 /// `C = A·B` into a row-major `C [m, n]` (overwritten), then `epilogue(i0, rows)` on each
 /// finished block of `C`'s rows (`rows` is `C[i0 .., ..]`, a whole number of rows) while it is
@@ -156,7 +154,7 @@ where
                                 if i >= rows {
                                     break;
                                 }
-                                token.tile_rows::<LDA>(
+                                token.tile_rows(
                                     kc,
                                     a_panel,
                                     b_panel,

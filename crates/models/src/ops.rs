@@ -15,8 +15,9 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, ShapeBuilder};
+use oml_gemm::{MatRef, PackedB, gemm_rows};
 use oml_interfaces::device::is_host_backend;
-use oml_interfaces::linalg::{host_f32, matmul};
+use oml_interfaces::linalg::host_f32;
 use rayon::prelude::*;
 
 /// `layer.forward(x)`; at inference on a CPU backend (no autodiff) through the host GEMM.
@@ -86,24 +87,30 @@ fn host_linear<const D: usize>(
         None => None,
     };
     let out = with_host(x, residual, |x, residual| {
-        let mut out = vec![0f32; x.len() / k * n];
-        // The operand lengths follow from the checked shapes, so the GEMM cannot refuse them.
-        let _ = matmul(x, &w_host, k, &mut out);
-        if bias.is_some() || gelu || residual.is_some() {
-            // One simple loop per step, each vectorised by the compiler, over a row in cache.
-            out.par_chunks_mut(n).enumerate().for_each(|(row, o)| {
+        let rows = x.len() / k;
+        let mut out = vec![0f32; rows * n];
+        let (Ok(x), Ok(w)) = (
+            MatRef::row_major(x, rows, k),
+            MatRef::row_major(&w_host, k, n),
+        ) else {
+            unreachable!("the operand lengths follow from the checked shapes")
+        };
+        // One simple loop per step, each vectorised by the compiler, over rows still in cache.
+        let finish = |i0: usize, block: &mut [f32]| {
+            for (r, o) in block.chunks_exact_mut(n).enumerate() {
                 if let Some(b) = &bias {
                     o.iter_mut().zip(b).for_each(|(v, b)| *v += b);
                 }
                 if gelu {
                     o.iter_mut().for_each(|v| *v = gelu_erf(*v));
                 }
-                if let Some(r) = residual {
-                    let r = &r[row * n..(row + 1) * n];
+                if let Some(r) = residual.map(|res| &res[(i0 + r) * n..][..n]) {
                     o.iter_mut().zip(r).for_each(|(v, r)| *v += r);
                 }
-            });
-        }
+            }
+        };
+        // The shapes agree by construction, so the GEMM cannot refuse them.
+        let _ = gemm_rows(&x, &PackedB::new(w), &mut out, finish);
         out
     })?;
     Ok(Tensor::from_data(TensorData::new(out, dims), &device))

@@ -98,6 +98,10 @@ impl PackedB {
     }
 }
 
+/// Largest packed `B` block (values) that [`gemm_rows`] multiplies row panel by row panel, each
+/// gathered just before its use: half of a 1 MiB L2.
+const FUSED_B: usize = 64 << 10;
+
 const _: () = assert!(KC <= LDA, "a gathered row block holds KC-deep rows");
 
 /// `C = A·B` into a row-major `C [m, n]` (overwritten), then `epilogue(i0, rows)` on each
@@ -141,14 +145,42 @@ where
                     }
                     for pc in (0..k).step_by(KC) {
                         let kc = KC.min(k - pc);
+                        let block = &packed[pc * panels * NR..][..kc * panels * NR];
+                        let tile = |a_panel: &[f32], i: usize, c_rows: &mut [f32]| {
+                            for (q, b_panel) in block.chunks_exact(kc * NR).enumerate() {
+                                token.tile_rows(
+                                    kc,
+                                    a_panel,
+                                    b_panel,
+                                    &mut c_rows[i * n + q * NR..],
+                                    n,
+                                    MR.min(rows - i),
+                                    NR.min(n - q * NR),
+                                    pc > 0,
+                                );
+                            }
+                        };
+                        if block.len() <= FUSED_B {
+                            // `B`'s block stays in L2: gather `MR` rows and use them at once,
+                            // while they are in L1.
+                            let a_panel = &mut a_rows[..MR * LDA];
+                            for i in (0..rows).step_by(MR) {
+                                for (r, row) in
+                                    a_panel.chunks_exact_mut(LDA).take(rows - i).enumerate()
+                                {
+                                    a.row(i0 + i + r, pc, &mut row[..kc]);
+                                }
+                                tile(a_panel, i, c_rows);
+                            }
+                            continue;
+                        }
                         for (i, row) in a_rows.chunks_exact_mut(LDA).take(rows).enumerate() {
                             a.row(i0 + i, pc, &mut row[..kc]);
                         }
-                        let block = &packed[pc * panels * NR..][..kc * panels * NR];
+                        // Each `B` panel in L1 across the gathered rows. Rows past `rows` in
+                        // the last panel hold stale values; the kernel computes them but stores
+                        // only the first `mr`.
                         for (q, b_panel) in block.chunks_exact(kc * NR).enumerate() {
-                            let nr = NR.min(n - q * NR);
-                            // Rows past `rows` in the last panel hold stale values; the
-                            // kernel computes them but stores only the first `mr`.
                             for (r, a_panel) in a_rows.chunks(MR * LDA).enumerate() {
                                 let i = r * MR;
                                 if i >= rows {
@@ -161,7 +193,7 @@ where
                                     &mut c_rows[i * n + q * NR..],
                                     n,
                                     MR.min(rows - i),
-                                    nr,
+                                    NR.min(n - q * NR),
                                     pc > 0,
                                 );
                             }

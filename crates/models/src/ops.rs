@@ -13,8 +13,6 @@ use burn::prelude::*;
 use burn::tensor::activation;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView2, ShapeBuilder};
 use oml_gemm::{MatRef, PackedB, gemm_rows};
 use oml_interfaces::device::is_host_backend;
 use oml_interfaces::linalg::host_f32;
@@ -233,27 +231,30 @@ fn burn_attention(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
 fn host_attention(qkv: &[f32], [b, n, heads, d]: [usize; 4]) -> Option<Vec<f32>> {
     let c = heads * d;
     let scale = 1.0 / (d as f32).sqrt();
-    // One task per (image, head): scores [N, N] = scale · q·kᵀ, row softmax, then P·v.
-    let per_head: Vec<Array2<f32>> = (0..b * heads)
+    // One task per (image, head): scores [N, N] = q·kᵀ, the scaled row softmax applied as each
+    // block of rows is finished, then P·v.
+    let per_head: Vec<Vec<f32>> = (0..b * heads)
         .into_par_iter()
         .map(|task| {
             let (image, head) = (task / heads, task % heads);
             let rows = &qkv[image * n * 3 * c..(image + 1) * n * 3 * c];
-            let part = |p: usize| {
-                ArrayView2::from_shape((n, d).strides((3 * c, 1)), &rows[p * c + head * d..]).ok()
-            };
+            let part = |p: usize| MatRef::strided(&rows[p * c + head * d..], n, d, 3 * c, 1).ok();
             let (q, k, v) = (part(0)?, part(1)?, part(2)?);
-            let mut scores = Array2::<f32>::zeros((n, n));
-            general_mat_mul(scale, &q, &k.t(), 0.0, &mut scores);
-            // Row softmax; `exp_neg` (arguments `max − v ≥ 0`) keeps the pass vectorised.
-            for row in scores.as_slice_mut()?.chunks_exact_mut(n) {
-                let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                row.iter_mut().for_each(|v| *v = exp_neg(max - *v));
-                let inv = 1.0 / row.iter().sum::<f32>();
-                row.iter_mut().for_each(|v| *v *= inv);
-            }
-            let mut out = Array2::<f32>::zeros((n, d));
-            general_mat_mul(1.0, &scores, &v, 0.0, &mut out);
+            let mut scores = vec![0f32; n * n];
+            let softmax = |_: usize, block: &mut [f32]| {
+                for row in block.chunks_exact_mut(n) {
+                    // `exp_neg` (arguments `scale·(max − v) ≥ 0`) keeps the pass vectorised.
+                    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                    row.iter_mut()
+                        .for_each(|v| *v = exp_neg(scale * (max - *v)));
+                    let inv = 1.0 / row.iter().sum::<f32>();
+                    row.iter_mut().for_each(|v| *v *= inv);
+                }
+            };
+            gemm_rows(&q, &PackedB::new(k.t()), &mut scores, softmax).ok()?;
+            let mut out = vec![0f32; n * d];
+            let p = MatRef::row_major(&scores, n, n).ok()?;
+            gemm_rows(&p, &PackedB::new(v), &mut out, |_, _| {}).ok()?;
             Some(out)
         })
         .collect::<Option<_>>()?;
@@ -264,9 +265,7 @@ fn host_attention(qkv: &[f32], [b, n, heads, d]: [usize; 4]) -> Option<Vec<f32>>
         .for_each(|(image, heads_out)| {
             for (i, row) in image.chunks_exact_mut(c).enumerate() {
                 for (h, out) in heads_out.iter().enumerate() {
-                    for (dst, src) in row[h * d..(h + 1) * d].iter_mut().zip(out.row(i)) {
-                        *dst = *src;
-                    }
+                    row[h * d..(h + 1) * d].copy_from_slice(&out[i * d..(i + 1) * d]);
                 }
             }
         });

@@ -1,7 +1,7 @@
 //! The one unsafe part of the crate: a 12×32 AVX-512 microkernel.
 //!
 //! Safe code reaches it only through [`Avx512`], a token that exists only once the CPU has been
-//! seen to support AVX-512F, and through [`Avx512::tile`], which checks every slice bound the
+//! seen to support AVX-512F, and through [`Avx512::tile_rows`], which checks every slice bound the
 //! kernel's pointer arithmetic relies on.
 #![allow(unsafe_code)]
 
@@ -28,31 +28,15 @@ impl Avx512 {
         None
     }
 
-    /// `C[i, j] (+)= Σ_p A[p, i] · B[p, j]` for `i < mr`, `j < nr`, from the packed panels
-    /// `a` (`kc` steps of `MR` values) and `b` (`kc` steps of `NR` values); `c` starts at the
-    /// tile's first element, rows `ldc` apart. Adds to `c` when `accumulate`, else overwrites.
-    #[allow(clippy::too_many_arguments)]
-    pub fn tile(
-        self,
-        kc: usize,
-        a: &[f32],
-        b: &[f32],
-        c: &mut [f32],
-        ldc: usize,
-        mr: usize,
-        nr: usize,
-        accumulate: bool,
-    ) {
-        let a_len = kc * MR;
-        self.checked::<MR, 1>(a_len, kc, a, b, c, ldc, mr, nr, accumulate);
-    }
-
-    /// [`Self::tile`] with `A` as `MR` rows of `kc` values, [`LDA`] apart (`A[i, p]` at
-    /// `a[i·LDA + p]`): rows gathered as they are, without a transposing pack.
+    /// `C[i, j] (+)= Σ_p A[i, p] · B[p, j]` for `i < mr`, `j < nr`, from `a` (`MR` rows of
+    /// `kc` values, [`LDA`] apart: `A[i, p]` at `a[i·LDA + p]`, rows gathered as they are,
+    /// without a transposing pack) and the packed panel `b` (`kc` steps of `NR` values); `c`
+    /// starts at the tile's first element, rows `ldc` apart. Adds to `c` when `accumulate`,
+    /// else overwrites. All `MR` rows of `a` are read; only the first `mr` are stored.
     ///
-    /// Neither this nor [`Self::tile`] is generic: both are compiled here, with this crate's
-    /// profile, even when a caller's generic code (instantiated in the caller's crate, perhaps
-    /// with debug assertions and their pointer checks) calls them.
+    /// Not generic: it is compiled here, with this crate's profile, even when a caller's
+    /// generic code (instantiated in the caller's crate, perhaps with debug assertions and
+    /// their pointer checks) calls it.
     #[allow(clippy::too_many_arguments)]
     pub fn tile_rows(
         self,
@@ -65,31 +49,11 @@ impl Avx512 {
         nr: usize,
         accumulate: bool,
     ) {
-        assert!(kc <= LDA, "oml-gemm kernel: kc past the row stride");
-        let a_len = (MR - 1) * LDA + kc;
-        self.checked::<1, LDA>(a_len, kc, a, b, c, ldc, mr, nr, accumulate);
-    }
-
-    /// The bound checks shared by both layouts: `A[i, p]` is read at `a[p·STEP + i·ROW]`, and
-    /// `a_len` is one past the last value read.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn checked<const STEP: usize, const ROW: usize>(
-        self,
-        a_len: usize,
-        kc: usize,
-        a: &[f32],
-        b: &[f32],
-        c: &mut [f32],
-        ldc: usize,
-        mr: usize,
-        nr: usize,
-        accumulate: bool,
-    ) {
         assert!(
-            (1..=MR).contains(&mr)
+            kc <= LDA
+                && (1..=MR).contains(&mr)
                 && (1..=NR).contains(&nr)
-                && a.len() >= a_len
+                && a.len() >= (MR - 1) * LDA + kc
                 && b.len() >= kc * NR
                 && c.len() >= (mr - 1) * ldc + nr,
             "oml-gemm kernel: tile bounds"
@@ -98,7 +62,7 @@ impl Avx512 {
         // SAFETY: the token exists only where AVX-512F was detected, and the assertion above
         // covers every load (`a`, `b`) and every unmasked lane of every load and store on `c`.
         unsafe {
-            avx512::tile::<STEP, ROW>(
+            avx512::tile(
                 kc,
                 a.as_ptr(),
                 b.as_ptr(),
@@ -114,7 +78,7 @@ impl Avx512 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{MR, NR};
+    use super::{LDA, MR, NR};
     use std::arch::x86_64::*;
 
     /// The lanes `0..len` of a 16-lane vector (`len ≤ 16`).
@@ -126,11 +90,10 @@ mod avx512 {
         }
     }
 
-    /// See [`super::Avx512::tile`] (`A[i, p]` at `a[p·STEP + i·ROW]`); the caller guarantees
-    /// AVX-512F and the bounds.
+    /// See [`super::Avx512::tile_rows`]; the caller guarantees AVX-512F and the bounds.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn tile<const STEP: usize, const ROW: usize>(
+    pub(super) unsafe fn tile(
         kc: usize,
         a: *const f32,
         b: *const f32,
@@ -142,12 +105,12 @@ mod avx512 {
     ) {
         let mut acc = [_mm512_setzero_ps(); 2 * MR];
         for p in 0..kc {
-            // SAFETY: `p < kc`; the caller checked that `A[i, p]` at `p·STEP + i·ROW` and `kc`
-            // steps of `NR` values of `b` are in bounds.
-            let (a, b) = unsafe { (a.add(p * STEP), b.add(p * NR)) };
+            // SAFETY: `p < kc ≤ LDA`; the caller checked that `A[i, p]` at `i·LDA + p` for
+            // `i < MR`, and `kc` steps of `NR` values of `b`, are in bounds.
+            let (a, b) = unsafe { (a.add(p), b.add(p * NR)) };
             let (b0, b1) = unsafe { (_mm512_loadu_ps(b), _mm512_loadu_ps(b.add(16))) };
             for i in 0..MR {
-                let ai = _mm512_set1_ps(unsafe { *a.add(i * ROW) });
+                let ai = _mm512_set1_ps(unsafe { *a.add(i * LDA) });
                 acc[2 * i] = _mm512_fmadd_ps(ai, b0, acc[2 * i]);
                 acc[2 * i + 1] = _mm512_fmadd_ps(ai, b1, acc[2 * i + 1]);
             }

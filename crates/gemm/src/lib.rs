@@ -1,10 +1,15 @@
 //! The host `f32` GEMM behind oml-rs's CPU inference and distance paths.
 //!
 //! `C = A·B` for strided `A [m, k]` and `B [k, n]` into a row-major `C [m, n]`. Where the CPU has
-//! AVX-512F it runs a blocked GEMM of its own: `B` packed once per block and shared by all
-//! threads, `A` packed per task, a 12×32 register-tiled microkernel (`src/kernel.rs`), tasks over
-//! row blocks on rayon's pool. Elsewhere it runs matrixmultiply's runtime-dispatched kernels
-//! (through ndarray), split over row chunks the same way.
+//! AVX-512F it runs a blocked GEMM of its own: `B` packed into panels once ([`PackedB`]), tasks
+//! over blocks of `A`'s rows on rayon's pool, each gathering its rows one `KC`-deep piece at a
+//! time and running a 12×32 register-tiled microkernel (`src/kernel.rs`) on them in place.
+//! Elsewhere it runs matrixmultiply's runtime-dispatched kernels (through ndarray), split over
+//! row chunks the same way.
+//!
+//! [`gemm_rows`] is the same product with `B` packed once for many calls (a layer's weights),
+//! `A`'s rows produced on demand by a [`RowSource`] (a convolution's implicit im2col rows) and
+//! an epilogue on each finished block of `C`'s rows (bias, residual, activation, softmax).
 //!
 //! ```
 //! use oml_gemm::{gemm, MatRef};
@@ -22,7 +27,7 @@ mod packed;
 
 pub use packed::{PackedB, RowSource, gemm_rows};
 
-use kernel::{Avx512, MR, NR};
+use kernel::{Avx512, NR};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis, ShapeBuilder, Slice};
 use rayon::prelude::*;
@@ -197,123 +202,19 @@ pub fn gemm_with(
         return Ok(());
     }
     match (kernel, Avx512::detect()) {
-        (Kernel::Avx512, Some(token)) => blocked(token, a, b, c),
-        _ => portable(a, b, c),
+        (Kernel::Avx512, Some(_)) => gemm_rows(&a, &PackedB::with(kernel, b), c, |_, _| {}),
+        _ => {
+            portable(a, b, c);
+            Ok(())
+        }
     }
-    Ok(())
 }
 
-/// Depth of one packed block: a `B` micro-panel (`KC × NR`) stays in L1 across the row panels.
+/// Depth of one packed block: a `B` micro-panel (`KC × NR`) and a gathered `A` panel
+/// (`MR × KC`) together stay within L1 and L2.
 const KC: usize = 256;
-/// Most rows of `A` one task packs (`MC × KC` in L2).
+/// Most rows of `A` one task gathers (`MC × KC` in L2).
 const MC: usize = 240;
-/// Most columns of `B` packed at once (`KC × NC`, shared by the threads, in L3).
-const NC: usize = 2048;
-
-/// The blocked GEMM: for each `(NC, KC)` block of `B`, pack it once (in parallel), then one
-/// task per block of `A`'s rows packs its rows and runs the microkernel over the block.
-fn blocked(token: Avx512, a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32]) {
-    let ([m, k], n) = (a.shape(), b.cols);
-    let threads = rayon::current_num_threads().max(1);
-    // Enough row blocks for every thread, none larger than MC.
-    let mc = m.div_ceil(threads).next_multiple_of(MR).min(MC);
-    let mut b_pack = vec![0f32; KC.min(k) * NC.min(n.next_multiple_of(NR))];
-    for jc in (0..n).step_by(NC) {
-        let nc = NC.min(n - jc);
-        let panels = nc.div_ceil(NR);
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
-            let b_pack = &mut b_pack[..panels * kc * NR];
-            // One run of adjacent panels per thread.
-            let run = panels.div_ceil(threads);
-            b_pack
-                .par_chunks_mut(run * kc * NR)
-                .enumerate()
-                .for_each(|(t, panels)| {
-                    let j = t * run * NR;
-                    pack_b(b, pc, jc + j, (run * NR).min(nc - j), panels)
-                });
-            let b_pack = &*b_pack;
-            c.par_chunks_mut(mc * n).enumerate().for_each_init(
-                || vec![0f32; mc * KC],
-                |a_pack, (blk, c_rows)| {
-                    let rows = c_rows.len() / n;
-                    let a_pack = &mut a_pack[..rows.next_multiple_of(MR) * kc];
-                    pack_a(a, blk * mc, rows, pc, kc, a_pack);
-                    for (q, b_panel) in b_pack.chunks_exact(kc * NR).enumerate() {
-                        let j = jc + q * NR;
-                        let nr = NR.min(nc - q * NR);
-                        for (r, a_panel) in a_pack.chunks_exact(kc * MR).enumerate() {
-                            let i = r * MR;
-                            let mr = MR.min(rows - i);
-                            token.tile(
-                                kc,
-                                a_panel,
-                                b_panel,
-                                &mut c_rows[i * n + j..],
-                                n,
-                                mr,
-                                nr,
-                                pc > 0,
-                            );
-                        }
-                    }
-                },
-            );
-        }
-    }
-}
-
-/// Packs `A[i0 .. i0 + rows, p0 .. p0 + kc]` as panels of `MR` rows, each `kc` steps of `MR`
-/// values (column `p` of the panel's rows), zero-padded past the last row.
-fn pack_a(a: MatRef<'_>, i0: usize, rows: usize, p0: usize, kc: usize, out: &mut [f32]) {
-    for (r, panel) in out.chunks_exact_mut(kc * MR).enumerate() {
-        let live = MR.min(rows - r * MR);
-        let base = (i0 + r * MR) * a.rs + p0 * a.cs;
-        if a.rs == 1 {
-            // Columns of `A` are contiguous: each step copies `live` adjacent values.
-            for (p, step) in panel.chunks_exact_mut(MR).enumerate() {
-                copy_padded::<MR>(&a.data[base + p * a.cs..], live, step);
-            }
-        } else if a.cs == 1 {
-            // Rows of `A` are contiguous (a linear layer's input): transpose 8-step blocks of
-            // the panel's rows through fixed-size arrays, which compile to plain vector moves.
-            let rows: [&[f32]; MR] = std::array::from_fn(|i| {
-                if i < live {
-                    &a.data[base + i * a.rs..][..kc]
-                } else {
-                    &ZEROS[..kc]
-                }
-            });
-            let (blocks, _) = panel.as_chunks_mut::<{ 8 * MR }>();
-            let tail = 8 * blocks.len();
-            for (t, block) in blocks.iter_mut().enumerate() {
-                for (i, row) in rows.iter().enumerate() {
-                    let (steps, _) = row.as_chunks::<8>();
-                    for (s, v) in steps[t].iter().enumerate() {
-                        block[s * MR + i] = *v;
-                    }
-                }
-            }
-            for p in tail..kc {
-                for (i, row) in rows.iter().enumerate() {
-                    panel[p * MR + i] = row[p];
-                }
-            }
-        } else {
-            for i in 0..MR {
-                if i < live {
-                    let row = base + i * a.rs;
-                    for (p, step) in panel.chunks_exact_mut(MR).enumerate() {
-                        step[i] = a.data[row + p * a.cs];
-                    }
-                } else {
-                    panel.iter_mut().skip(i).step_by(MR).for_each(|v| *v = 0.0);
-                }
-            }
-        }
-    }
-}
 
 /// `step[..live] = src[..live]`, zeros after. A full step is copied as a fixed-size array: the
 /// compiler then emits vector moves instead of a `memmove` call per step.
@@ -328,9 +229,6 @@ fn copy_padded<const L: usize>(src: &[f32], live: usize, step: &mut [f32]) {
     step[..live].copy_from_slice(&src[..live]);
     step[live..].fill(0.0);
 }
-
-/// Zeros standing in for `A`'s rows past its last in a packed panel.
-static ZEROS: [f32; KC] = [0.0; KC];
 
 /// Packs `B[p0 .. p0 + kc, j0 .. j0 + cols]` as consecutive panels of `kc` steps of `NR`
 /// values, zero-padded past column `cols`.

@@ -13,6 +13,8 @@ use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::prelude::*;
 use oml_gemm::{MatRef, PackedB, RowSource, gemm_rows};
 use oml_interfaces::linalg::host_f32;
+
+use crate::ops::{Activation, Epilogue};
 use rayon::prelude::*;
 
 /// Activations `[n, h, w, c]`, channels last, on the host.
@@ -182,20 +184,19 @@ impl HostConv {
             out: [oh, ow],
         };
         let mut data = vec![0f32; n * oh * ow * o];
+        let arch = pulp::Arch::new();
         let finish = |i0: usize, block: &mut [f32]| {
-            let res = residual.map(|r| &r.data[i0 * o..][..block.len()]);
-            for (i, row) in block.chunks_exact_mut(o).enumerate() {
-                row.iter_mut().zip(&self.shift).for_each(|(v, s)| *v += s);
-                if let Some(r) = res {
-                    let r = &r[i * o..][..o];
-                    row.iter_mut().zip(r).for_each(|(v, r)| *v += r);
-                }
-                if relu {
-                    // `< 0` rather than `max`: a NaN stays NaN, as through Burn's relu.
-                    row.iter_mut()
-                        .for_each(|v| *v = if *v < 0.0 { 0.0 } else { *v });
-                }
-            }
+            arch.dispatch(Epilogue {
+                block,
+                n: o,
+                bias: Some(&self.shift),
+                residual: residual.map(|r| &r.data[i0 * o..]),
+                activation: if relu {
+                    Activation::Relu
+                } else {
+                    Activation::Identity
+                },
+            })
         };
         // The row source's shape and `data`'s length follow from `dims`: no shape error.
         gemm_rows(&rows, &self.weights, &mut data, finish).ok()?;

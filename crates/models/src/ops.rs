@@ -366,12 +366,13 @@ fn host_attention(qkv: &[f32], [b, n, heads, d]: [usize; 4]) -> Option<Vec<f32>>
     Some(merged)
 }
 
-/// `layer.forward(x)`; at inference on a CPU backend (no autodiff) as im2col plus the host GEMM,
-/// for the ungrouped convolutions with explicit or no padding that the extractors use.
+/// `layer.forward(x)`; at inference on a CPU backend (no autodiff) as an implicit GEMM over
+/// channels-last activations (`crate::nhwc`), for the ungrouped convolutions with explicit or
+/// no padding that the extractors use.
 ///
-/// burn-flex's convolution runs its own im2col and the GEMM kernel that [`linear`] avoids;
-/// per image this computes `W [O, C·kh·kw] · cols [C·kh·kw, OH·OW]` straight into the NCHW
-/// output. Other cases (groups, `Same` padding, training) keep Burn's path.
+/// burn-flex's convolution runs its own im2col and the GEMM kernel that [`linear`] avoids; here
+/// the im2col rows are gathered from the input as the host GEMM needs them and never written
+/// out. Other cases (groups, `Same` padding, training) keep Burn's path.
 ///
 /// # Shapes
 /// `[B, C, H, W] -> [B, O, OH, OW]`.

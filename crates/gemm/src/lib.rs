@@ -1,7 +1,7 @@
 //! The host `f32` GEMM behind oml-rs's CPU inference and distance paths.
 //!
 //! `C = A·B` for strided `A [m, k]` and `B [k, n]` into a row-major `C [m, n]`. Where the CPU has
-//! AVX-512F it runs a blocked GEMM of its own: `B` packed into panels once ([`PackedB`]), tasks
+//! AVX-512F, or AVX2 and FMA, it runs a blocked GEMM of its own: `B` packed into panels once ([`PackedB`]), tasks
 //! over blocks of `A`'s rows on rayon's pool, each gathering its rows one `KC`-deep piece at a
 //! time and running a 12×32 register-tiled microkernel (`src/kernel.rs`) on them in place.
 //! Elsewhere it runs matrixmultiply's runtime-dispatched kernels (through ndarray), split over
@@ -27,7 +27,7 @@ mod packed;
 
 pub use packed::{PackedB, RowSource, gemm_rows};
 
-use kernel::{Avx512, NR};
+use kernel::{NR, Simd};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis, ShapeBuilder, Slice};
 use rayon::prelude::*;
@@ -156,6 +156,8 @@ impl<'a> MatRef<'a> {
 pub enum Kernel {
     /// The blocked GEMM with the AVX-512 microkernel (only where the CPU has AVX-512F).
     Avx512,
+    /// The blocked GEMM with the AVX2 + FMA microkernel (only where the CPU has both).
+    Avx2,
     /// matrixmultiply's kernels, for every CPU.
     Portable,
 }
@@ -163,10 +165,21 @@ pub enum Kernel {
 impl Kernel {
     /// The fastest kernel this CPU runs.
     pub fn best() -> Self {
-        if Avx512::detect().is_some() {
+        if Simd::avx512().is_some() {
             Kernel::Avx512
+        } else if Simd::avx2().is_some() {
+            Kernel::Avx2
         } else {
             Kernel::Portable
+        }
+    }
+
+    /// The microkernel's token where this kernel is one of ours and the CPU runs it.
+    fn simd(self) -> Option<Simd> {
+        match self {
+            Kernel::Avx512 => Simd::avx512(),
+            Kernel::Avx2 => Simd::avx2(),
+            Kernel::Portable => None,
         }
     }
 }
@@ -176,8 +189,8 @@ pub fn gemm(a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32]) -> Result<(), GemmError
     gemm_with(Kernel::best(), a, b, c)
 }
 
-/// [`gemm`] with a chosen kernel; [`Kernel::Avx512`] falls back to [`Kernel::Portable`] on a
-/// CPU without AVX-512F.
+/// [`gemm`] with a chosen kernel; [`Kernel::Avx512`] and [`Kernel::Avx2`] fall back to
+/// [`Kernel::Portable`] on a CPU without their instructions.
 pub fn gemm_with(
     kernel: Kernel,
     a: MatRef<'_>,
@@ -201,13 +214,11 @@ pub fn gemm_with(
         c.fill(0.0);
         return Ok(());
     }
-    match (kernel, Avx512::detect()) {
-        (Kernel::Avx512, Some(_)) => gemm_rows(&a, &PackedB::with(kernel, b), c, |_, _| {}),
-        _ => {
-            portable(a, b, c);
-            Ok(())
-        }
+    if kernel.simd().is_some() {
+        return gemm_rows(&a, &PackedB::with(kernel, b), c, |_, _| {});
     }
+    portable(a, b, c);
+    Ok(())
 }
 
 /// Depth of one packed block: a `B` micro-panel (`KC × NR`) and a gathered `A` panel
@@ -319,12 +330,13 @@ mod tests {
     }
 
     /// Every kernel this CPU runs (the AVX-512 one only where detected).
-    fn kernels() -> Vec<Kernel> {
-        let mut k = vec![Kernel::Portable];
-        if Kernel::best() == Kernel::Avx512 {
-            k.push(Kernel::Avx512);
-        } else {
-            eprintln!("no AVX-512F on this CPU: only the portable kernel is checked");
+    pub(crate) fn kernels() -> Vec<Kernel> {
+        let k: Vec<Kernel> = [Kernel::Portable, Kernel::Avx2, Kernel::Avx512]
+            .into_iter()
+            .filter(|k| *k == Kernel::Portable || k.simd().is_some())
+            .collect();
+        if k.len() < 3 {
+            eprintln!("this CPU runs only {k:?}: the other kernels are not checked");
         }
         k
     }

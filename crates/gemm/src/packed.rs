@@ -1,7 +1,7 @@
 //! Products with a `B` packed once and an `A` whose rows are produced on demand: a layer's
 //! weights multiplied by the rows of an implicit im2col matrix, which is never written out.
 
-use super::kernel::{Avx512, LDA, MR, NR};
+use super::kernel::{LDA, MR, NR, Simd};
 use super::{GemmError, KC, Kernel, MC, MatRef, pack_b};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
@@ -46,9 +46,9 @@ pub struct PackedB {
 
 #[derive(Debug, Clone)]
 enum Layout {
-    /// The AVX-512 kernel's panels: per `KC`-deep block, `⌈n / NR⌉` panels of `kc` steps of
-    /// `NR` values, zero-padded past column `n`.
-    Panels(Vec<f32>),
+    /// Our microkernels' panels: per `KC`-deep block, `⌈n / NR⌉` panels of `kc` steps of
+    /// `NR` values, zero-padded past column `n`; with the token of the kernel that runs them.
+    Panels(Vec<f32>, Simd),
     /// Row-major `[k, n]`, for matrixmultiply.
     Plain(Vec<f32>),
 }
@@ -59,12 +59,12 @@ impl PackedB {
         Self::with(Kernel::best(), b)
     }
 
-    /// Packs `b` for `kernel` ([`Kernel::Avx512`] falls back to [`Kernel::Portable`] on a CPU
-    /// without AVX-512F).
+    /// Packs `b` for `kernel` ([`Kernel::Avx512`] and [`Kernel::Avx2`] fall back to
+    /// [`Kernel::Portable`] on a CPU without their instructions).
     pub fn with(kernel: Kernel, b: MatRef<'_>) -> Self {
         let [k, n] = b.shape();
-        let layout = match (kernel, Avx512::detect()) {
-            (Kernel::Avx512, Some(_)) => {
+        let layout = match kernel.simd() {
+            Some(simd) => {
                 let panels = n.div_ceil(NR);
                 let mut data = vec![0f32; k * panels * NR];
                 // Block `pc` starts at `pc · panels · NR` (every block before it is `KC` deep).
@@ -79,9 +79,9 @@ impl PackedB {
                                 pack_b(b, blk * KC, q * NR, NR.min(n - q * NR), panel)
                             });
                     });
-                Layout::Panels(data)
+                Layout::Panels(data, simd)
             }
-            _ => {
+            None => {
                 let mut data = vec![0f32; k * n];
                 for (i, row) in data.chunks_exact_mut(n.max(1)).enumerate().take(k) {
                     b.row(i, 0, row);
@@ -109,7 +109,7 @@ const _: () = assert!(KC <= LDA, "a gathered row block holds KC-deep rows");
 /// still in cache: a bias, a residual, an activation.
 ///
 /// Tasks over blocks of `A`'s rows run on rayon's pool; each asks `a` for its rows one
-/// `KC`-deep piece at a time and runs the AVX-512 kernel on them as they are, or (elsewhere)
+/// `KC`-deep piece at a time and runs the microkernel on them as they are, or (elsewhere)
 /// gathers its rows whole for matrixmultiply.
 pub fn gemm_rows<A, E>(a: &A, b: &PackedB, c: &mut [f32], epilogue: E) -> Result<(), GemmError>
 where
@@ -133,8 +133,9 @@ where
     // Whole rounds of equal blocks, none larger than MC: no thread is left with a short one.
     let blocks = m.div_ceil(MC).next_multiple_of(threads);
     let mc = m.div_ceil(blocks).next_multiple_of(MR);
-    match (&b.layout, Avx512::detect()) {
-        (Layout::Panels(packed), Some(token)) => {
+    match &b.layout {
+        Layout::Panels(packed, token) => {
+            let token = *token;
             let panels = n.div_ceil(NR);
             c.par_chunks_mut(mc * n).enumerate().for_each_init(
                 || vec![0f32; mc * LDA],
@@ -203,12 +204,7 @@ where
                 },
             );
         }
-        (layout, _) => {
-            // Panels packed on an AVX-512 machine and used on another cannot happen within
-            // one process; `Plain` is the layout every other CPU gets.
-            let Layout::Plain(plain) = layout else {
-                unreachable!("panels are packed only where AVX-512F was detected")
-            };
+        Layout::Plain(plain) => {
             let Ok(b) = ArrayView2::from_shape((k, n), plain.as_slice()) else {
                 unreachable!("PackedB holds k·n values")
             };
@@ -237,7 +233,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{naive, values};
+    use super::super::tests::{kernels, naive, values};
     use super::*;
 
     /// `A`'s rows from a closure over the index: a stand-in for a convolution's gather.
@@ -251,14 +247,6 @@ mod tests {
             self.0.row(i, p0, out);
             out.iter_mut().for_each(|v| *v *= 2.0);
         }
-    }
-
-    fn kernels() -> Vec<Kernel> {
-        let mut k = vec![Kernel::Portable];
-        if Kernel::best() == Kernel::Avx512 {
-            k.push(Kernel::Avx512);
-        }
-        k
     }
 
     #[test]

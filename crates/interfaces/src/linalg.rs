@@ -1,10 +1,10 @@
 //! One fixed host GEMM for the CPU backends' distance computations and inference matmuls.
 //!
 //! The kNN search and the miners need `A·Bᵀ` of two row-major `f32` matrices that are already
-//! on the host; the extractors' linear layers at inference need `x·W`. Through Burn they would run burn-flex's GEMM, whose speed on a 2-core machine
+//! on the host. Through Burn they would run burn-flex's GEMM, whose speed on a 2-core machine
 //! depends on how the final binary happens to lay out its microkernel (`docs/metrics.md`: the
 //! same call took 0.7 s in one binary and 1.6 s in another). These functions call `oml-gemm`
-//! (an AVX-512 microkernel of its own where the CPU has it, matrixmultiply's kernels
+//! (AVX-512 and AVX2 microkernels of its own where the CPU has them, matrixmultiply's kernels
 //! elsewhere), parallel on rayon's pool, so every binary runs the same code at the same speed.
 //!
 //! ```

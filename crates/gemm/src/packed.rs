@@ -147,19 +147,18 @@ where
                     for pc in (0..k).step_by(KC) {
                         let kc = KC.min(k - pc);
                         let block = &packed[pc * panels * NR..][..kc * panels * NR];
-                        let tile = |a_panel: &[f32], i: usize, c_rows: &mut [f32]| {
-                            for (q, b_panel) in block.chunks_exact(kc * NR).enumerate() {
-                                token.tile_rows(
-                                    kc,
-                                    a_panel,
-                                    b_panel,
-                                    &mut c_rows[i * n + q * NR..],
-                                    n,
-                                    MR.min(rows - i),
-                                    NR.min(n - q * NR),
-                                    pc > 0,
-                                );
-                            }
+                        // One kernel call: row panel `i` (its first row) against `B` panel `q`.
+                        let tile = |a_panel: &[f32], i: usize, q: usize, c_rows: &mut [f32]| {
+                            token.tile_rows(
+                                kc,
+                                a_panel,
+                                &block[q * kc * NR..][..kc * NR],
+                                &mut c_rows[i * n + q * NR..],
+                                n,
+                                MR.min(rows - i),
+                                NR.min(n - q * NR),
+                                pc > 0,
+                            );
                         };
                         if block.len() <= FUSED_B {
                             // `B`'s block stays in L2: gather `MR` rows and use them at once,
@@ -171,7 +170,9 @@ where
                                 {
                                     a.row(i0 + i + r, pc, &mut row[..kc]);
                                 }
-                                tile(a_panel, i, c_rows);
+                                for q in 0..panels {
+                                    tile(a_panel, i, q, c_rows);
+                                }
                             }
                             continue;
                         }
@@ -181,22 +182,12 @@ where
                         // Each `B` panel in L1 across the gathered rows. Rows past `rows` in
                         // the last panel hold stale values; the kernel computes them but stores
                         // only the first `mr`.
-                        for (q, b_panel) in block.chunks_exact(kc * NR).enumerate() {
+                        for q in 0..panels {
                             for (r, a_panel) in a_rows.chunks(MR * LDA).enumerate() {
-                                let i = r * MR;
-                                if i >= rows {
+                                if r * MR >= rows {
                                     break;
                                 }
-                                token.tile_rows(
-                                    kc,
-                                    a_panel,
-                                    b_panel,
-                                    &mut c_rows[i * n + q * NR..],
-                                    n,
-                                    MR.min(rows - i),
-                                    NR.min(n - q * NR),
-                                    pc > 0,
-                                );
+                                tile(a_panel, r * MR, q, c_rows);
                             }
                         }
                     }

@@ -31,6 +31,7 @@ use kernel::{NR, Simd};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis, ShapeBuilder, Slice};
 use rayon::prelude::*;
+use std::sync::OnceLock;
 
 /// Shapes that do not fit together.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -163,15 +164,27 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// The fastest kernel this CPU runs.
+    /// The fastest kernel this CPU runs, unless `OML_GEMM_KERNEL` names another (`avx512`,
+    /// `avx2` or `portable`; read once per process): a knob for comparing the kernels on one
+    /// machine (`docs/models.md`). A named kernel the CPU lacks still falls back to
+    /// [`Kernel::Portable`] where it is used; other values are ignored.
     pub fn best() -> Self {
-        if Simd::avx512().is_some() {
-            Kernel::Avx512
-        } else if Simd::avx2().is_some() {
-            Kernel::Avx2
-        } else {
-            Kernel::Portable
-        }
+        static BEST: OnceLock<Kernel> = OnceLock::new();
+        *BEST.get_or_init(|| {
+            match std::env::var("OML_GEMM_KERNEL").as_deref() {
+                Ok("avx512") => return Kernel::Avx512,
+                Ok("avx2") => return Kernel::Avx2,
+                Ok("portable") => return Kernel::Portable,
+                _ => {}
+            }
+            if Simd::avx512().is_some() {
+                Kernel::Avx512
+            } else if Simd::avx2().is_some() {
+                Kernel::Avx2
+            } else {
+                Kernel::Portable
+            }
+        })
     }
 
     /// The microkernel's token where this kernel is one of ours and the CPU runs it.
@@ -197,16 +210,10 @@ pub fn gemm_with(
     b: MatRef<'_>,
     c: &mut [f32],
 ) -> Result<(), GemmError> {
-    let ([m, k], [b_rows, n]) = (a.shape(), b.shape());
-    if k != b_rows || m.checked_mul(n) != Some(c.len()) {
-        return Err(GemmError::Shape {
-            m,
-            k,
-            b_rows,
-            n,
-            c_len: c.len(),
-        });
+    if kernel.simd().is_some() {
+        return gemm_rows(&a, &PackedB::with(kernel, b), c, |_, _| {});
     }
+    let ([m, k], [_, n]) = (a.shape(), check_shapes(a.shape(), b.shape(), c.len())?);
     if m == 0 || n == 0 {
         return Ok(());
     }
@@ -214,11 +221,24 @@ pub fn gemm_with(
         c.fill(0.0);
         return Ok(());
     }
-    if kernel.simd().is_some() {
-        return gemm_rows(&a, &PackedB::with(kernel, b), c, |_, _| {});
-    }
     portable(a, b, c);
     Ok(())
+}
+
+/// `B`'s shape, or the error naming all three where `A [m, k]`, `B [k, n]` and a `C` of
+/// `c_len` values do not fit together.
+fn check_shapes([m, k]: [usize; 2], b: [usize; 2], c_len: usize) -> Result<[usize; 2], GemmError> {
+    let [b_rows, n] = b;
+    if k != b_rows || m.checked_mul(n) != Some(c_len) {
+        return Err(GemmError::Shape {
+            m,
+            k,
+            b_rows,
+            n,
+            c_len,
+        });
+    }
+    Ok(b)
 }
 
 /// Depth of one packed block: a `B` micro-panel (`KC × NR`) and a gathered `A` panel
@@ -241,34 +261,27 @@ fn copy_padded<const L: usize>(src: &[f32], live: usize, step: &mut [f32]) {
     step[live..].fill(0.0);
 }
 
-/// Packs `B[p0 .. p0 + kc, j0 .. j0 + cols]` as consecutive panels of `kc` steps of `NR`
+/// Packs `B[p0 .. p0 + kc, j0 .. j0 + cols]` (`cols ≤ NR`) as one panel of `kc` steps of `NR`
 /// values, zero-padded past column `cols`.
-fn pack_b(b: MatRef<'_>, p0: usize, j0: usize, cols: usize, panels: &mut [f32]) {
-    let kc = panels.len() / cols.div_ceil(NR) / NR;
+fn pack_panel(b: MatRef<'_>, p0: usize, j0: usize, cols: usize, panel: &mut [f32]) {
     let base = p0 * b.rs + j0 * b.cs;
     if b.cs == 1 {
-        // Rows of `B` are contiguous: read each row once along all the panels, so the reads
-        // stay sequential (a column matrix's rows are far apart in memory).
-        for p in 0..kc {
-            let row = &b.data[base + p * b.rs..][..cols];
-            for (q, panel) in panels.chunks_exact_mut(kc * NR).enumerate() {
-                let live = NR.min(cols - q * NR);
-                copy_padded::<NR>(&row[q * NR..], live, &mut panel[p * NR..]);
-            }
+        // Rows of `B` are contiguous: one fixed-size copy per step.
+        for (p, step) in panel.chunks_exact_mut(NR).enumerate() {
+            copy_padded::<NR>(&b.data[base + p * b.rs..], cols, step);
         }
         return;
     }
-    for (q, panel) in panels.chunks_exact_mut(kc * NR).enumerate() {
-        let live = NR.min(cols - q * NR);
-        for j in 0..NR {
-            if j < live {
-                let col = base + (q * NR + j) * b.cs;
-                for (p, step) in panel.chunks_exact_mut(NR).enumerate() {
-                    step[j] = b.data[col + p * b.rs];
-                }
-            } else {
-                panel.iter_mut().skip(j).step_by(NR).for_each(|v| *v = 0.0);
+    // Columns of `B` (a transposed view: a layer's weights stored per output) are read one at
+    // a time, each along its length.
+    for j in 0..NR {
+        if j < cols {
+            let col = base + j * b.cs;
+            for (p, step) in panel.chunks_exact_mut(NR).enumerate() {
+                step[j] = b.data[col + p * b.rs];
             }
+        } else {
+            panel.iter_mut().skip(j).step_by(NR).for_each(|v| *v = 0.0);
         }
     }
 }

@@ -2,7 +2,7 @@
 //! weights multiplied by the rows of an implicit im2col matrix, which is never written out.
 
 use super::kernel::{LDA, MR, NR, Simd};
-use super::{GemmError, KC, Kernel, MC, MatRef, pack_b};
+use super::{GemmError, KC, Kernel, MC, MatRef, check_shapes, pack_panel};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
@@ -76,7 +76,7 @@ impl PackedB {
                             .par_chunks_mut(kc * NR)
                             .enumerate()
                             .for_each(|(q, panel)| {
-                                pack_b(b, blk * KC, q * NR, NR.min(n - q * NR), panel)
+                                pack_panel(b, blk * KC, q * NR, NR.min(n - q * NR), panel)
                             });
                     });
                 Layout::Panels(data, simd)
@@ -116,16 +116,7 @@ where
     A: RowSource + ?Sized,
     E: Fn(usize, &mut [f32]) + Sync,
 {
-    let ([m, k], [b_rows, n]) = (a.shape(), b.shape());
-    if k != b_rows || m.checked_mul(n) != Some(c.len()) {
-        return Err(GemmError::Shape {
-            m,
-            k,
-            b_rows,
-            n,
-            c_len: c.len(),
-        });
-    }
+    let ([m, k], [_, n]) = (a.shape(), check_shapes(a.shape(), b.shape(), c.len())?);
     if m == 0 || n == 0 {
         return Ok(());
     }

@@ -244,9 +244,10 @@ impl RowSource for ConvRows<'_> {
             // Input column of tap `kj` is `ox·sw + kj·dw − pl`: inside `0..w` or padding.
             let col = |kj: usize| (ox * sw + kj * dw).checked_sub(pl).filter(|&ix| ix < w);
             if dw == 1 {
-                // The taps' columns are adjacent: the in-bounds ones are one slice of `line`.
-                let first = (0..kw).find(|&kj| col(kj).is_some()).unwrap_or(kw);
-                let last = (first..kw).take_while(|&kj| col(kj).is_some()).count() + first;
+                // The taps' columns are adjacent: the in-bounds ones, `first..last`, are one
+                // slice of `line` (tap `kj` reads column `ox·sw + kj − pl`).
+                let first = pl.saturating_sub(ox * sw).min(kw);
+                let last = (w + pl).saturating_sub(ox * sw).clamp(first, kw);
                 let (lo, hi) = (
                     (first * c).clamp(from, from + len),
                     (last * c).clamp(from, from + len),

@@ -21,14 +21,14 @@ use rayon::prelude::*;
 /// `layer.forward(x)`; at inference on a CPU backend (no autodiff) through the host GEMM.
 ///
 /// burn-flex's own GEMM kernel spills its accumulators to the stack and ran the ViT's linear
-/// layers at about 21 GFLOP/s on a 2-core machine; [`oml_interfaces::linalg::matmul`] runs the
-/// same products several times faster (`docs/models.md`). Training keeps Burn's path, which
+/// layers at about 21 GFLOP/s on a 2-core machine; [`oml_gemm::gemm_rows`] runs the same
+/// products several times faster (`docs/models.md`). Training keeps Burn's path, which
 /// records the operation for the backward pass.
 ///
 /// # Shapes
 /// `[..., d_input] -> [..., d_output]`.
 pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
-    host_linear(layer, x, false, None).unwrap_or_else(|back| layer.forward(back.0))
+    host_linear(layer, x, Activation::Identity, None).unwrap_or_else(|back| layer.forward(back.0))
 }
 
 /// `gelu(layer.forward(x))` with PyTorch's exact (erf) GELU; on the host path the bias and the
@@ -37,7 +37,8 @@ pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
 /// # Shapes
 /// `[..., d_input] -> [..., d_output]`.
 pub fn linear_gelu<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
-    host_linear(layer, x, true, None).unwrap_or_else(|back| activation::gelu(layer.forward(back.0)))
+    host_linear(layer, x, Activation::Gelu, None)
+        .unwrap_or_else(|back| activation::gelu(layer.forward(back.0)))
 }
 
 /// `layer.forward(x) + residual`; on the host path the residual is added as the product is
@@ -46,20 +47,20 @@ pub fn linear_gelu<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
 /// # Shapes
 /// `x` `[..., d_input]`, `residual` `[..., d_output]` → `[..., d_output]`.
 pub fn linear_add<const D: usize>(layer: &Linear, x: Tensor<D>, residual: Tensor<D>) -> Tensor<D> {
-    match host_linear(layer, x, false, Some(residual)).map_err(|back| *back) {
+    match host_linear(layer, x, Activation::Identity, Some(residual)).map_err(|back| *back) {
         Ok(y) => y,
         Err((x, Some(residual))) => layer.forward(x) + residual,
         Err((x, None)) => layer.forward(x),
     }
 }
 
-/// The host path of the linear layers: `x·W`, then `+ bias`, `+ residual` and the GELU in one
-/// pass per finished block of rows (no caller asks for both of the last two). Gives the inputs
-/// back where it does not apply.
+/// The host path of the linear layers: `x·W`, then `+ bias`, `+ residual` and the activation
+/// in one pass per finished block of rows ([`Epilogue`]). Gives the inputs back where it does
+/// not apply.
 fn host_linear<const D: usize>(
     layer: &Linear,
     x: Tensor<D>,
-    gelu: bool,
+    activation: Activation,
     residual: Option<Tensor<D>>,
 ) -> Result<Tensor<D>, GivenBack<D, D>> {
     let device = x.device();
@@ -101,11 +102,7 @@ fn host_linear<const D: usize>(
                 n,
                 bias: bias.as_deref(),
                 residual: residual.map(|r| &r[i0 * n..]),
-                activation: if gelu {
-                    Activation::Gelu
-                } else {
-                    Activation::Identity
-                },
+                activation,
             })
         };
         // The shapes agree by construction, so the GEMM cannot refuse them.

@@ -5,6 +5,7 @@
 //! checkpoint maps 1:1 except for `downsample.0/1` (→ `downsample.conv/bn`) and the projector's
 //! `fc.0/fc.2` (→ `fc_hidden`/`fc`).
 
+use std::convert::Infallible;
 use std::path::Path;
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -267,27 +268,39 @@ impl Block {
     /// # Shapes
     /// `[B, Cin, H, W] -> [B, Cout, H/stride, W/stride]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let identity = match &self.downsample {
-            Some(d) => ops::conv2d_bn(&d.conv, Some(&d.bn), false, x.clone()),
-            None => x.clone(),
+        let conv = |layer: &Conv2d, bn: &BatchNorm, x: &Tensor<4>, r: Option<&Tensor<4>>, relu| {
+            Ok::<_, Infallible>(ops::conv2d_bn_add(
+                layer,
+                Some(bn),
+                r.cloned(),
+                relu,
+                x.clone(),
+            ))
         };
-        let out = ops::conv2d_bn(&self.conv1, Some(&self.bn1), true, x);
-        // The last convolution adds the shortcut and applies the ReLU as it writes its output.
-        match (&self.conv3, &self.bn3) {
-            (Some(c3), Some(b3)) => {
-                // A bottleneck: conv2's output goes through a ReLU into conv3.
-                let out = ops::conv2d_bn(&self.conv2, Some(&self.bn2), true, out);
-                ops::conv2d_bn_add(c3, Some(b3), Some(identity), true, out)
-            }
-            _ => ops::conv2d_bn_add(&self.conv2, Some(&self.bn2), Some(identity), true, out),
+        match self.wire(&x, conv) {
+            Ok(y) => y,
+            Err(never) => match never {},
         }
     }
 
     /// [`Self::forward`] on NHWC host activations; `None` where the host path does not apply.
     fn host_forward(&self, x: &Map) -> Option<Map> {
-        let conv = |c: &Conv2d, bn: &BatchNorm, x: &Map, r: Option<&Map>, relu: bool| {
-            HostConv::new(c, Some(bn))?.forward(x, r, relu)
+        let conv = |layer: &Conv2d, bn: &BatchNorm, x: &Map, r: Option<&Map>, relu| {
+            HostConv::new(layer, Some(bn))
+                .and_then(|c| c.forward(x, r, relu))
+                .ok_or(())
         };
+        self.wire(x, conv).ok()
+    }
+
+    /// The block's wiring, for either kind of activation: `conv(layer, bn, input, residual,
+    /// relu)` is `relu?(bn(layer(input)) + residual?)`. The last convolution adds the shortcut
+    /// and applies the ReLU as it writes its output.
+    fn wire<A, E>(
+        &self,
+        x: &A,
+        conv: impl Fn(&Conv2d, &BatchNorm, &A, Option<&A>, bool) -> Result<A, E>,
+    ) -> Result<A, E> {
         let projected = match &self.downsample {
             Some(d) => Some(conv(&d.conv, &d.bn, x, None, false)?),
             None => None,
@@ -296,6 +309,7 @@ impl Block {
         let out = conv(&self.conv1, &self.bn1, x, None, true)?;
         match (&self.conv3, &self.bn3) {
             (Some(c3), Some(b3)) => {
+                // A bottleneck: conv2's output goes through a ReLU into conv3.
                 let out = conv(&self.conv2, &self.bn2, &out, None, true)?;
                 conv(c3, b3, &out, Some(identity), true)
             }

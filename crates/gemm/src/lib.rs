@@ -354,32 +354,44 @@ mod tests {
         k
     }
 
+    /// `(m, k, n)` below, at and past MR, NR, KC and MC, with more rows than one block per
+    /// thread and `B` blocks on both sides of the fused-loop bound.
+    pub(crate) const EDGES: [(usize, usize, usize); 9] = [
+        (1, 1, 1),
+        (11, 3, 31),
+        (12, 256, 32),
+        (13, 257, 33),
+        (241, 300, 70),
+        (700, 600, 64),
+        (500, 40, 17),
+        (30, 520, 2100),
+        (37, 40, 2100),
+    ];
+
+    /// `got` equals `want` within the GEMM's float tolerance; `what` names the case.
+    pub(crate) fn assert_close(got: &[f32], want: &[f32], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                "{what} at {i}: {g} vs {w}"
+            );
+        }
+    }
+
     fn check(a: MatRef<'_>, b: MatRef<'_>, what: &str) {
         let want = naive(a, b);
         for kernel in kernels() {
             let mut c = vec![f32::NAN; want.len()];
             gemm_with(kernel, a, b, &mut c).unwrap();
-            for (i, (g, w)) in c.iter().zip(&want).enumerate() {
-                assert!(
-                    (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
-                    "{kernel:?} {what} at {i}: {g} vs {w}"
-                );
-            }
+            assert_close(&c, &want, &format!("{kernel:?} {what}"));
         }
     }
 
     #[test]
     fn matches_the_oracle_across_block_and_tile_edges() {
-        // Sizes below, at and past MR, NR, KC, MC and NC, in every operand layout.
-        for &(m, k, n) in &[
-            (1, 1, 1),
-            (11, 3, 31),
-            (12, 256, 32),
-            (13, 257, 33),
-            (241, 300, 70),
-            (30, 520, 2100),
-            (500, 40, 17),
-        ] {
+        // In every operand layout.
+        for (m, k, n) in EDGES {
             let (a, b) = (
                 values(m * k, (m * 7 + k) as u64),
                 values(k * n, (n * 5 + k) as u64),

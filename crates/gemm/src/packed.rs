@@ -215,7 +215,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{kernels, naive, values};
+    use super::super::tests::{EDGES, assert_close, kernels, naive, values};
     use super::*;
 
     /// `A`'s rows from a closure over the index: a stand-in for a convolution's gather.
@@ -233,39 +233,28 @@ mod tests {
 
     #[test]
     fn packed_products_match_the_oracle_with_the_epilogue_on_every_row() {
-        // Below, at and past MR, NR, KC and MC; more rows than one block per thread.
-        for &(m, k, n) in &[
-            (1, 1, 1),
-            (11, 3, 31),
-            (12, 256, 32),
-            (13, 257, 33),
-            (241, 300, 70),
-            (700, 600, 64),
-            (37, 40, 2100),
-        ] {
+        for (m, k, n) in EDGES {
             let (a, b) = (values(m * k, m as u64 + 3), values(k * n, n as u64 + 5));
             let (a, b) = (
                 MatRef::row_major(&a, m, k).unwrap(),
                 MatRef::row_major(&b, k, n).unwrap(),
             );
-            let want = naive(a, b);
+            // The epilogue adds the row index: each row must be finished exactly once.
+            let want: Vec<f32> = naive(a, b)
+                .iter()
+                .enumerate()
+                .map(|(idx, w)| 2.0 * w + (idx / n) as f32)
+                .collect();
             for kernel in kernels() {
-                let packed = PackedB::with(kernel, b.t().t());
+                let packed = PackedB::with(kernel, b);
                 let mut c = vec![f32::NAN; m * n];
-                // The epilogue adds the row index: each row must be finished exactly once.
                 gemm_rows(&Doubled(a), &packed, &mut c, |i0, rows| {
                     for (i, row) in rows.chunks_exact_mut(n).enumerate() {
                         row.iter_mut().for_each(|v| *v += (i0 + i) as f32);
                     }
                 })
                 .unwrap();
-                for (idx, (g, w)) in c.iter().zip(&want).enumerate() {
-                    let w = 2.0 * w + (idx / n) as f32;
-                    assert!(
-                        (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
-                        "{kernel:?} {m}x{k}x{n} at {idx}: {g} vs {w}"
-                    );
-                }
+                assert_close(&c, &want, &format!("{kernel:?} {m}x{k}x{n}"));
             }
         }
     }
@@ -280,9 +269,7 @@ mod tests {
         for kernel in kernels() {
             let mut c = vec![0f32; m * n];
             gemm_rows(&a, &PackedB::with(kernel, b), &mut c, |_, _| {}).unwrap();
-            for (g, w) in c.iter().zip(&want) {
-                assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{kernel:?}");
-            }
+            assert_close(&c, &want, &format!("{kernel:?}"));
         }
     }
 

@@ -8,10 +8,12 @@ demo:
 test:
     cargo test --workspace
 
+# The filters are module names of the crates' `it` binaries (models and sampling: all of theirs).
 # The numeric suites on the GPU backend, as CI runs them (wgpu; lavapipe works without a GPU).
 test-wgpu:
     bash .ci/lavapipe.sh
-    OML_TEST_DEVICE=wgpu cargo test --workspace --test golden --test properties --test reference_values --test knn --test postprocess --test embedding_metrics --test it --test pipeline
+    OML_TEST_DEVICE=wgpu cargo test --workspace --test it -- golden:: properties:: reference_values:: knn:: postprocess:: embedding_metrics:: common:: configs:: download:: loading:: parity:: training:: errors:: learner:: loader:: oracle::
+    OML_TEST_DEVICE=wgpu cargo test --workspace --test pipeline
 
 # Check and time a GPU in one go (cuda or wgpu; --quick for small sizes).
 gpu-bench *ARGS:

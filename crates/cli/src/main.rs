@@ -14,6 +14,18 @@ mod commands;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The CPU fast path on the CPU backends (host GEMM, fused inference, host kNN selection):
+    /// `on` (the default) or `off` (Burn's ops only). Wins over `OML_CPU_FAST_PATH`.
+    #[arg(long, global = true, value_name = "on|off", value_parser = on_off)]
+    cpu_fast_path: Option<bool>,
+}
+
+fn on_off(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("expected on or off, got {value:?}")),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -34,6 +46,11 @@ fn main() -> Result<()> {
     // Before any thread starts: keep freed tensor buffers in the process (see oml-malloc).
     oml_malloc::tune();
     let cli = Cli::parse();
+    // A bad OML_CPU_FAST_PATH is an error even when the flag decides.
+    let from_env = oml::interfaces::cpu::policy_from_env()?;
+    if let Some(on) = cli.cpu_fast_path.or(from_env) {
+        oml::interfaces::cpu::set_enabled(on)?;
+    }
     match cli.command {
         Command::Eval(a) => commands::eval::run(a),
         Command::Train(a) => commands::train::run(a),

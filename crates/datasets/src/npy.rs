@@ -4,7 +4,6 @@
 //! (converted to `f32`), C or Fortran order. Writing produces version 1.0 little-endian `<f4`,
 //! C order, atomically (temporary file + rename), so a reader never sees half a file.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Why an `.npy` file could not be read or written.
@@ -193,31 +192,13 @@ pub fn write_npy(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Resul
     write_atomic(path, &bytes)
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename
+/// ([`oml_interfaces::fs::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NpyError> {
-    let io = |source| NpyError::Io {
+    oml_interfaces::fs::write_atomic(path, bytes).map_err(|source| NpyError::Io {
         path: path.into(),
         source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    })
 }
 
 fn dict_value(header: &str, key: &str) -> Option<String> {

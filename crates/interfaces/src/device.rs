@@ -134,29 +134,21 @@ pub fn test_device() -> Device {
     select_device(flag.as_deref()).unwrap_or_else(|e| panic!("{TEST_DEVICE_ENV}: {e}"))
 }
 
-/// True for the host (CPU) backends, Flex and NdArray, with or without autodiff.
-///
-/// Code with a host-side and a device-side strategy (the kNN's top-k selection) uses it to pick
-/// the one that avoids copying whole blocks between device and host memory. Burn 0.22 keeps the
-/// backend enum behind feature gates of its own crates, so the check reads the device's `Debug`
-/// name, which names the backend in every build.
-pub fn is_host_backend(device: &Device) -> bool {
-    let name = format!("{device:?}");
-    name.contains("Flex") || name.contains("NdArray")
+/// The `index`-th GPU through wgpu (discrete GPUs in the system's order), for data-parallel
+/// training on several GPUs; `None` when wgpu is not compiled in.
+pub fn wgpu_device(index: usize) -> Option<Device> {
+    #[cfg(feature = "wgpu")]
+    return Some(Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(index)));
+    #[cfg(not(feature = "wgpu"))]
+    {
+        let _ = index;
+        None
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpu_backends_are_host_backends_with_and_without_autodiff() {
-        let device = select_device(Some("cpu")).unwrap();
-        assert!(is_host_backend(&device), "{device:?}");
-        assert!(is_host_backend(&device.autodiff()));
-        #[cfg(feature = "wgpu")]
-        assert!(!is_host_backend(&device_by_name("wgpu").unwrap()));
-    }
 
     #[test]
     fn unknown_name_is_an_error_naming_it() {

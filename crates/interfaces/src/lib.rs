@@ -50,12 +50,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod cpu;
 pub mod criterions;
 pub mod datasets;
 pub mod device;
+pub mod fs;
 #[cfg(feature = "golden")]
 pub mod golden;
-pub mod linalg;
 pub mod loggers;
 pub mod metrics;
 pub mod miners;

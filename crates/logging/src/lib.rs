@@ -51,6 +51,7 @@ mod font;
 pub mod local;
 pub mod mlflow;
 pub mod plot;
+mod record;
 pub mod tensorboard;
 mod util;
 

@@ -21,6 +21,8 @@ use crate::flush::{Flusher, SyncFile};
 use crate::plot::LinePlot;
 use crate::util::{check_figure, figure_relpath, invalid, io_error, safe_components, wall_time};
 
+pub use crate::record::ScalarRecord;
+
 /// File name of the CSV metrics log.
 pub const METRICS_CSV: &str = "metrics.csv";
 /// File name of the JSON-lines metrics log.
@@ -37,19 +39,6 @@ pub const RUN_STATUS: &str = "run_status.json";
 const CSV_HEADER: &str = "wall_time,step,name,value\n";
 /// At most this many metrics get a plot on finish.
 const MAX_PLOTS: usize = 64;
-
-/// One row of `metrics.csv`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScalarRecord {
-    /// Seconds since the Unix epoch when it was logged.
-    pub wall_time: f64,
-    /// The step.
-    pub step: u64,
-    /// The metric's name.
-    pub name: String,
-    /// The value (may be NaN or infinite).
-    pub value: f64,
-}
 
 /// Writes metrics, figures and the pipeline info into a run directory.
 pub struct LocalLogger {
@@ -127,9 +116,7 @@ impl LocalLogger {
             std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e))?;
         }
         // Write then rename, so a crash never leaves half a PNG or JSON file.
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, bytes).map_err(|e| io_error(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))?;
+        oml_interfaces::fs::write_atomic(&path, bytes).map_err(|e| io_error(&path, e))?;
         Ok(path)
     }
 

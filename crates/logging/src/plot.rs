@@ -5,7 +5,7 @@ use image::{Rgb, RgbImage};
 use oml_interfaces::{Figure, LoggerError};
 
 use crate::font::{GLYPH_H, draw_text, text_width};
-use crate::local::ScalarRecord;
+use crate::record::ScalarRecord;
 use crate::util::invalid;
 
 /// Matplotlib's `tab10` colours, used in order for the series.

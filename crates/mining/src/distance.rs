@@ -1,8 +1,7 @@
 //! Euclidean distances with `torch.cdist(p=2)` semantics, plus host reads.
 
 use burn::prelude::*;
-use oml_interfaces::device::is_host_backend;
-use oml_interfaces::linalg::{self, matmul_nt};
+use oml_interfaces::cpu;
 use rayon::prelude::*;
 
 /// Row counts above which `torch.cdist` switches to the matmul form (`use_mm_for_euclid_dist_if_necessary`).
@@ -71,21 +70,21 @@ pub fn rowwise_distances(a: Tensor<2>, b: Tensor<2>) -> Tensor<1> {
     safe_sqrt((a - b).square().sum_dim(1).squeeze_dim::<1>(1))
 }
 
-/// Reads a float tensor to the host as `f32`, row-major ([`linalg::host_f32`]). A tensor the
+/// Reads a float tensor to the host as `f32`, row-major ([`cpu::host_f32`]). A tensor the
 /// backend cannot read back reads as NaNs, which show as a NaN loss rather than a panic mid-step.
 pub(crate) fn host_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     let len = t.shape().num_elements();
-    linalg::host_f32(t).unwrap_or_else(|_| vec![f32::NAN; len])
+    cpu::host_f32(t).unwrap_or_else(|_| vec![f32::NAN; len])
 }
 
 /// Pairwise distances of `x` computed without autodiff and read to the host, row-major `[B, B]`.
 ///
-/// On CPU backends the features are read first and the Gram matrix comes from the fixed host
-/// GEMM ([`oml_interfaces::linalg::matmul_nt`]): it is most of a hard-mining step, and
+/// On CPU backends (the CPU fast path, [`oml_interfaces::cpu`]) the features are read first and the Gram matrix comes from the fixed host
+/// GEMM ([`oml_interfaces::cpu::matmul_nt`]): it is most of a hard-mining step, and
 /// burn-flex's GEMM runs this shape at half that speed. Same `torch.cdist` forms either way.
 pub(crate) fn host_self_distances(x: &Tensor<2>) -> Vec<f32> {
     let x = x.clone().without_autodiff();
-    if !is_host_backend(&x.device()) {
+    if !cpu::applies(&x.device()) {
         return host_f32(self_cdist(x));
     }
     let [b, d] = x.dims();
@@ -111,7 +110,7 @@ fn host_self_cdist(x: &[f32], b: usize, d: usize) -> Vec<f32> {
         return out;
     }
     let norms: Vec<f32> = (0..b).map(|i| row(i).iter().map(|v| v * v).sum()).collect();
-    if matmul_nt(x, x, d, &mut out).is_err() {
+    if cpu::matmul_nt(x, x, d, &mut out).is_err() {
         // Unreachable: `x` is the `[b, d]` tensor's own data and `out` is `b × b`.
         return vec![f32::NAN; b * b];
     }
@@ -194,7 +193,7 @@ mod tests {
             }
             assert_eq!(
                 host_self_distances(&t),
-                if is_host_backend(&device) {
+                if cpu::applies(&device) {
                     host
                 } else {
                     via_tensor

@@ -346,7 +346,8 @@ fn finish<M>(
 }
 
 /// Saves the module's parameters as burnpack, with `config` (JSON) in the file's metadata when
-/// given. The file is written to a temporary sibling and renamed into place.
+/// given. The container is built in memory and written atomically
+/// ([`oml_interfaces::fs::write_atomic`]: a temporary sibling renamed into place).
 pub fn save_burnpack<M: Module>(
     module: &M,
     path: &Path,
@@ -358,25 +359,18 @@ pub fn save_burnpack<M: Module>(
     };
     std::fs::create_dir_all(&dir)
         .map_err(|e| checkpoint_error(path, format!("cannot create folder: {e}")))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".oml-save-")
-        .tempfile_in(&dir)
-        .map_err(|e| checkpoint_error(path, format!("cannot create a temporary file: {e}")))?;
-    let mut store = BurnpackStore::from_file(tmp.path())
-        .auto_extension(false)
-        .overwrite(true);
+    let mut store = BurnpackStore::from_bytes(None);
     if let Some(c) = config {
         store = store.metadata(CONFIG_METADATA_KEY, c);
     }
     module
         .save_into(&mut store)
         .map_err(|e| checkpoint_error(path, format!("cannot write burnpack: {e}")))?;
-    tmp.persist(path).map_err(|e| {
-        checkpoint_error(
-            path,
-            format!("cannot move the file into place: {}", e.error),
-        )
-    })?;
+    let bytes = store
+        .get_bytes()
+        .map_err(|e| checkpoint_error(path, format!("cannot write burnpack: {e}")))?;
+    oml_interfaces::fs::write_atomic(path, &bytes)
+        .map_err(|e| checkpoint_error(path, format!("cannot write the file: {e}")))?;
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::prelude::*;
 use oml_gemm::{MatRef, PackedB, RowSource, gemm_rows};
-use oml_interfaces::linalg::host_f32;
+use oml_interfaces::cpu::host_f32;
 
 use crate::ops::{Activation, Epilogue};
 use rayon::prelude::*;

@@ -14,8 +14,7 @@ use burn::tensor::activation;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use oml_gemm::{MatRef, PackedB, gemm_rows};
-use oml_interfaces::device::is_host_backend;
-use oml_interfaces::linalg::host_f32;
+use oml_interfaces::cpu::host_f32;
 use rayon::prelude::*;
 
 /// `layer.forward(x)`; at inference on a CPU backend (no autodiff) through the host GEMM.
@@ -457,7 +456,7 @@ fn host_conv2d(
 /// Inference (no autodiff: nothing to record for a backward pass) on a CPU backend: where the
 /// host GEMM paths apply.
 pub(crate) fn host_inference(device: &Device) -> bool {
-    !device.is_autodiff() && is_host_backend(device)
+    !device.is_autodiff() && oml_interfaces::cpu::applies(device)
 }
 
 /// A float tensor's values as `f32`, row-major; `None` (Burn's path then runs) if unreadable.

@@ -624,8 +624,8 @@ mod tests {
     use super::*;
     use burn::module::{Param, RunningState};
     use burn::tensor::Distribution;
+    use oml_interfaces::cpu::host_f32;
     use oml_interfaces::device::test_device;
-    use oml_interfaces::linalg::host_f32;
 
     /// Running statistics and affine parameters away from the identity, so that folding them
     /// into the convolutions is really checked.

@@ -416,17 +416,10 @@ pub fn download_to(
     })?;
     let mut errors = Vec::new();
     for url in entry.urls {
-        match fetch(url, dir, entry, options) {
-            Ok(tmp) => {
-                tmp.persist(&path).map_err(|e| {
-                    fail(
-                        url,
-                        format!("cannot move the download into place: {}", e.error),
-                    )
-                })?;
-                return Ok(path);
-            }
-            Err(e) => errors.push(format!("{url}: {e}")),
+        match fetch(url, &path, entry, options) {
+            Ok(()) => return Ok(path),
+            Err(FetchError::Save(message)) => return Err(fail(url, message)),
+            Err(FetchError::Source(e)) => errors.push(format!("{url}: {e}")),
         }
     }
     let mut message = format!(
@@ -445,30 +438,39 @@ pub fn download_to(
     Err(fail(entry.urls.last().copied().unwrap_or(""), message))
 }
 
-/// Streams one URL into a temporary file in `dir`, hashing as it goes.
+/// Why one source gave no file.
+enum FetchError {
+    /// The source failed (unreachable, broken or truncated transfer, wrong hash, or the
+    /// temporary file could not be written): the next source is tried.
+    Source(String),
+    /// The verified download could not be saved in place: another source would not help.
+    Save(String),
+}
+
+/// Streams one URL into a temporary file beside `path`, hashing as it goes, and renames it to
+/// `path` only when the length and the hashes match ([`oml_interfaces::fs::write_atomic_with`]:
+/// the check runs inside the write closure, whose error stops the rename).
 fn fetch(
     url: &str,
-    dir: &Path,
+    path: &Path,
     entry: &PretrainedEntry,
     options: &DownloadOptions,
-) -> Result<tempfile::NamedTempFile, String> {
+) -> Result<(), FetchError> {
     let config = ureq::Agent::config_builder()
         .timeout_connect(Some(options.connect_timeout))
         .timeout_recv_response(Some(options.read_timeout))
         .timeout_per_read(Some(options.read_timeout))
         .build();
     let agent: ureq::Agent = config.into();
-    let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
+    let mut response = agent
+        .get(url)
+        .call()
+        .map_err(|e| FetchError::Source(e.to_string()))?;
     let expected: Option<u64> = response
         .headers()
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok());
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", entry.file_name))
-        .suffix(".part")
-        .tempfile_in(dir)
-        .map_err(|e| format!("cannot create a temporary file in {}: {e}", dir.display()))?;
     let bar = if options.progress {
         let bar = indicatif::ProgressBar::with_draw_target(
             expected,
@@ -485,6 +487,45 @@ fn fetch(
         indicatif::ProgressBar::hidden()
     };
     let mut reader = response.body_mut().as_reader();
+    // Why the source failed, set by the write closure; `None` when the error is the helper's
+    // own (creating, syncing or renaming the temporary file).
+    let mut failure: Option<String> = None;
+    let mut started = false;
+    let saved = oml_interfaces::fs::write_atomic_with(path, |tmp| {
+        started = true;
+        copy_verified(
+            &mut reader,
+            tmp,
+            &bar,
+            expected,
+            entry,
+            options.sha256_prefix.as_deref(),
+        )
+        .map_err(|message| {
+            failure = Some(message);
+            std::io::Error::from(std::io::ErrorKind::InvalidData)
+        })
+    });
+    match (saved, failure) {
+        (Ok(()), _) => Ok(()),
+        (Err(_), Some(message)) => Err(FetchError::Source(message)),
+        (Err(e), None) if !started => Err(FetchError::Source(format!(
+            "cannot create a temporary file: {e}"
+        ))),
+        (Err(e), None) => Err(FetchError::Save(format!("cannot save the download: {e}"))),
+    }
+}
+
+/// Copies `reader` to `out`, hashing as it goes, then checks the length against `expected` and
+/// the digests against `entry` (and `sha256_prefix`).
+fn copy_verified(
+    reader: &mut impl Read,
+    out: &mut impl Write,
+    bar: &indicatif::ProgressBar,
+    expected: Option<u64>,
+    entry: &PretrainedEntry,
+    sha256_prefix: Option<&str>,
+) -> Result<(), String> {
     let (mut md5, mut sha) = (Md5::new(), sha2::Sha256::new());
     let mut buf = vec![0u8; 1 << 16];
     let mut written: u64 = 0;
@@ -495,8 +536,8 @@ fn fetch(
         if n == 0 {
             break;
         }
-        tmp.write_all(&buf[..n])
-            .map_err(|e| format!("cannot write {}: {e}", tmp.path().display()))?;
+        out.write_all(&buf[..n])
+            .map_err(|e| format!("cannot write the temporary file: {e}"))?;
         md5.update(&buf[..n]);
         sha.update(&buf[..n]);
         written += n as u64;
@@ -508,17 +549,14 @@ fn fetch(
     {
         return Err(format!("truncated: received {written} of {len} bytes"));
     }
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| format!("cannot flush {}: {e}", tmp.path().display()))?;
     let (m, s) = (hex(&md5.finalize()), hex(&sha.finalize()));
-    if !hash_ok(&m, &s, entry.md5_prefix, options.sha256_prefix.as_deref()) {
+    if !hash_ok(&m, &s, entry.md5_prefix, sha256_prefix) {
         return Err(format!(
             "hash mismatch: got md5 {m} for {written} bytes, expected {}",
-            describe_hash(entry, options.sha256_prefix.as_deref())
+            describe_hash(entry, sha256_prefix)
         ));
     }
-    Ok(tmp)
+    Ok(())
 }
 
 /// The cached file for a key of `M`'s registry, downloaded when needed.

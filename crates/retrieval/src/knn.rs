@@ -4,7 +4,7 @@
 //! How it works, and why it is fast:
 //! - Embeddings are cut into blocks of `block_size` rows. For each (query block, gallery block)
 //!   pair one GEMM `Q_b · G_bᵀ` runs on the chosen Burn device (on CPU backends, one fixed host
-//!   GEMM, [`oml_interfaces::linalg::matmul_nt`]); the block of dot products is on the host,
+//!   GEMM, [`oml_interfaces::cpu::matmul_nt`]); the block of dot products is on the host,
 //!   where `‖q‖² + ‖g‖² − 2·q·g` is formed and scanned by every query's bounded max-heap.
 //!   Most candidates are rejected by one comparison against the heap's worst item, so only `k`
 //!   items per query are ever kept and nothing is fully sorted.
@@ -29,8 +29,7 @@ use crate::topk::TopK;
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use oml_interfaces::RetrievalError;
-use oml_interfaces::device::is_host_backend;
-use oml_interfaces::linalg::matmul_nt;
+use oml_interfaces::cpu;
 use rayon::prelude::*;
 
 /// Default rows per query block and per gallery block. A block of distances is
@@ -67,7 +66,7 @@ impl Selection {
     /// Whether candidates are selected on `device` (resolves [`Auto`](Self::Auto)).
     pub fn on_device(self, device: &Device) -> bool {
         match self {
-            Selection::Auto => !oml_interfaces::device::is_host_backend(device),
+            Selection::Auto => !cpu::applies(device),
             Selection::Host => false,
             Selection::Device => true,
         }
@@ -646,8 +645,8 @@ impl ExactKnn {
         let total = self.n_blocks();
         let mut done = 0u64;
         // On CPU backends the data is already on the host: one fixed host GEMM, no uploads
-        // (see `oml_interfaces::linalg` for why not the backend's matmul).
-        let host_gemm = is_host_backend(&self.device);
+        // (the CPU fast path: see `oml_interfaces::cpu` for why not the backend's matmul).
+        let host_gemm = cpu::applies(&self.device);
         let (q_tensors, g_tensors): (Vec<Tensor<2>>, Vec<Tensor<2>>) = if host_gemm {
             (Vec::new(), Vec::new())
         } else {
@@ -670,7 +669,7 @@ impl ExactKnn {
                 if host_gemm {
                     let d = self.dim;
                     dots_buf.resize(rows * cols, 0.0);
-                    matmul_nt(
+                    cpu::matmul_nt(
                         &self.q_host[q0 * d..q1 * d],
                         &self.g_host()[g0 * d..g1 * d],
                         d,

@@ -8,7 +8,6 @@
 //! best one (by the validation history), deleting the others only after the new files are saved.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -22,26 +21,13 @@ use crate::history::History;
 /// The record kinds the Learner checkpoints, as file-name prefixes.
 pub const RECORD_KINDS: [&str; 3] = ["model", "optim", "scheduler"];
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, `fsync`, rename.
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, `fsync`, rename
+/// ([`oml_interfaces::fs::write_atomic`]), creating the folder first when missing.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
     }
-    std::fs::rename(&tmp, path)?;
-    // make the rename itself durable
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    oml_interfaces::fs::write_atomic(path, bytes)
 }
 
 /// Saves records as `<dir>/<name>-<epoch>.bpk`, atomically.

@@ -212,8 +212,8 @@ pub fn prepare_data(
     match prep.name.as_str() {
         "fashion_mnist" => {
             let a: FashionMnistArgs = section(prep.args_object(), &format!("{key}.args"))?;
-            // the CSV is written last, under a temporary name, then renamed: a killed
-            // conversion leaves no CSV and is redone
+            // the converter's own CSV goes under a scratch name; the real one is written last,
+            // atomically: a killed conversion leaves no CSV and is redone
             let tmp_name = format!(".{dataframe_name}.partial");
             let opts = oml_datasets::fashion_mnist::ConvertOptions {
                 train_classes: a.train_classes,
@@ -228,7 +228,10 @@ pub fn prepare_data(
                         a.source.display()
                     ))
                 })?;
-            std::fs::rename(root.join(&tmp_name), &csv).map_err(|e| TrainError::io(&csv, e))?;
+            oml_interfaces::fs::write_atomic(&csv, report.dataframe.to_csv_string().as_bytes())
+                .map_err(|e| TrainError::io(&csv, e))?;
+            // best effort: a leftover scratch CSV is harmless and overwritten next time
+            let _ = std::fs::remove_file(root.join(&tmp_name));
             Ok(Some(format!(
                 "converted Fashion-MNIST from {} to {} ({} train, {} validation images)",
                 a.source.display(),

@@ -58,12 +58,49 @@ pub(crate) struct RunPlace<'a> {
     pub resume: bool,
 }
 
+/// How to run `oml train` beyond the config.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Backend name (wins over the config's `accelerator`).
+    pub device: Option<String>,
+    /// Name of the config (the run folder's prefix), usually the file's stem.
+    pub config_name: String,
+    /// The config file's text, copied to the run folder (the parsed config is written if absent).
+    pub config_text: Option<String>,
+    /// Paths in the config are relative to this folder (the working directory by default).
+    pub base_dir: PathBuf,
+    /// Use this run folder (instead of one under `logs_root`).
+    pub run_dir: Option<PathBuf>,
+    /// Resume an unfinished run of the same config (default true).
+    pub resume: bool,
+    /// Where progress and results are printed.
+    pub console: Console,
+    /// Stop once this epoch is checkpointed, early in the next one, as a kill would (for
+    /// tests and time-boxed runs); re-running resumes. `None`: train to `max_epochs`.
+    pub stop_after_epoch: Option<usize>,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            device: None,
+            config_name: "train".into(),
+            config_text: None,
+            base_dir: PathBuf::from("."),
+            run_dir: None,
+            resume: true,
+            console: Console::quiet(),
+            stop_after_epoch: None,
+        }
+    }
+}
+
 /// Opens the run folder of a training config (`opts.run_dir`, else `logs_folder` under the
 /// logs root, else a new or resumable folder there) and returns it with the config as JSON
 /// (its fingerprint names the run; the loggers record it).
 pub(crate) fn open_config_run(
     config: &impl serde::Serialize,
-    opts: &crate::train::TrainOptions,
+    opts: &TrainOptions,
     logs_root: &Path,
     logs_folder: Option<&str>,
     postfix: Option<&str>,

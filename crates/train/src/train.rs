@@ -35,52 +35,16 @@ use crate::history::{EpochRecord, lookup};
 use crate::loaders::{ChunkLoader, EpochTagged, EveryNthEpoch, ToTrainBatch};
 use crate::model::{InferBatch, MetricLearner, StepGuard, TrainBatch};
 use crate::optim::{build_optimizer, build_scheduler};
-use crate::progress::Console;
 use crate::runner::{
     FitContext, finish, fit, load_epoch, load_history, lock, log_report, open_config_run,
     stop_after, write_json,
 };
 use crate::validation::{Embeddings, OnEpoch, ValidationHub, summary_line};
 
+pub use crate::runner::TrainOptions;
+
 /// The trained module of the pipelines.
 pub type Model = MetricLearner<TrainExtractor, CriterionModule>;
-
-/// How to run `oml train` beyond the config.
-#[derive(Debug, Clone)]
-pub struct TrainOptions {
-    /// Backend name (wins over the config's `accelerator`).
-    pub device: Option<String>,
-    /// Name of the config (the run folder's prefix), usually the file's stem.
-    pub config_name: String,
-    /// The config file's text, copied to the run folder (the parsed config is written if absent).
-    pub config_text: Option<String>,
-    /// Paths in the config are relative to this folder (the working directory by default).
-    pub base_dir: PathBuf,
-    /// Use this run folder (instead of one under `logs_root`).
-    pub run_dir: Option<PathBuf>,
-    /// Resume an unfinished run of the same config (default true).
-    pub resume: bool,
-    /// Where progress and results are printed.
-    pub console: Console,
-    /// Stop once this epoch is checkpointed, early in the next one, as a kill would (for
-    /// tests and time-boxed runs); re-running resumes. `None`: train to `max_epochs`.
-    pub stop_after_epoch: Option<usize>,
-}
-
-impl Default for TrainOptions {
-    fn default() -> Self {
-        Self {
-            device: None,
-            config_name: "train".into(),
-            config_text: None,
-            base_dir: PathBuf::from("."),
-            run_dir: None,
-            resume: true,
-            console: Console::quiet(),
-            stop_after_epoch: None,
-        }
-    }
-}
 
 /// What a finished `oml train` produced.
 #[derive(Debug, Clone)]
@@ -125,20 +89,10 @@ pub fn select_devices(
             if i == 0 || !is_gpu {
                 first.clone()
             } else {
-                gpu_device(i).unwrap_or_else(|| first.clone())
+                oml_interfaces::device::wgpu_device(i).unwrap_or_else(|| first.clone())
             }
         })
         .collect())
-}
-
-#[cfg(feature = "wgpu")]
-fn gpu_device(i: usize) -> Option<Device> {
-    Some(Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i)))
-}
-
-#[cfg(not(feature = "wgpu"))]
-fn gpu_device(_: usize) -> Option<Device> {
-    None
 }
 
 /// Batches of `batch_size` random indices per epoch (the last partial batch dropped): the

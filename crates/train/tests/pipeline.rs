@@ -282,7 +282,7 @@ fn an_interrupted_run_resumes_to_the_uninterrupted_result() {
     // Bit-identical on the CPU backends. On wgpu the resumed epochs drift from the
     // uninterrupted run (lavapipe: head weights ~1e-3 apart after one epoch; docs/backends.md),
     // so there only the bookkeeping above is checked.
-    if oml_interfaces::device::is_host_backend(&oml_interfaces::device::test_device()) {
+    if oml_interfaces::cpu::is_host_backend(&oml_interfaces::device::test_device()) {
         assert_reports_close(&resumed.last, &whole.last, 1e-6);
         assert_eq!(resumed.best.map(|b| b.0), whole.best.map(|b| b.0));
     }

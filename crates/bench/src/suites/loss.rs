@@ -89,7 +89,7 @@ fn step(
     let g = x
         .grad(&grads)
         .ok_or_else(|| anyhow::anyhow!("no gradient for the features"))?;
-    let g = oml::interfaces::linalg::host_f32(g)
+    let g = oml::interfaces::cpu::host_f32(g)
         .map_err(|e| anyhow::anyhow!("the gradient is not readable: {e:?}"))?;
     Ok((loss, g))
 }

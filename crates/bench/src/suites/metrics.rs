@@ -313,8 +313,8 @@ pub fn run(args: Args, device: &Device) -> Result<()> {
             Tensor::<2>::from_data(TensorData::new(b_host.clone(), [dim, b]), device),
         )
     };
-    // On CPU backends the kNN runs the host GEMM (`oml_interfaces::linalg`), so that is the bound.
-    let host = oml::interfaces::device::is_host_backend(device);
+    // On CPU backends the kNN runs the host GEMM (`oml_interfaces::cpu`), so that is the bound.
+    let host = oml::interfaces::cpu::is_host_backend(device);
     let mut out = vec![0f32; if host { b * b } else { 0 }];
     let gemm_s = measure(
         "metrics",
@@ -324,7 +324,7 @@ pub fn run(args: Args, device: &Device) -> Result<()> {
         || {
             if host {
                 // `b_host` read as `[b, dim]` rows: random values either way.
-                let _ = oml::interfaces::linalg::matmul_nt(&a_host, &b_host, dim, &mut out);
+                let _ = oml::interfaces::cpu::matmul_nt(&a_host, &b_host, dim, &mut out);
             } else {
                 let (a, bt) = upload();
                 let _ = a.matmul(bt).into_data();

@@ -3,7 +3,7 @@
 use crate::report::measure;
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use oml::interfaces::linalg::{self, host_f32};
+use oml::interfaces::cpu::{self, host_f32};
 
 /// Arguments of the `ops` suite.
 #[derive(clap::Args, Debug)]
@@ -44,7 +44,7 @@ pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
     let (ah, bh) = (read(&a)?, read(&b)?);
     let mut out = vec![0f32; n * n];
     measure("ops", params("host_matmul"), 1, args.repeats, || {
-        let _ = linalg::matmul_nt(&ah, &bh, d, &mut out);
+        let _ = cpu::matmul_nt(&ah, &bh, d, &mut out);
     });
     for shape in &args.gemm {
         host_gemm(shape, args.repeats)?;
@@ -69,7 +69,7 @@ pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Times `linalg::matmul` (`[M, K] · [K, N]`, as a linear layer at inference) at one `MxKxN`.
+/// Times `cpu::matmul` (`[M, K] · [K, N]`, as a linear layer at inference) at one `MxKxN`.
 fn host_gemm(shape: &str, repeats: usize) -> anyhow::Result<()> {
     let dims: Vec<usize> = shape
         .split('x')
@@ -87,7 +87,7 @@ fn host_gemm(shape: &str, repeats: usize) -> anyhow::Result<()> {
     let mut out = vec![0f32; m * n];
     let params = serde_json::json!({"op": "host_gemm", "m": m, "k": k, "n": n});
     let median = measure("ops", params, 1, repeats, || {
-        let _ = linalg::matmul(&x, &w, k, &mut out);
+        let _ = cpu::matmul(&x, &w, k, &mut out);
     });
     eprintln!(
         "ops: host GEMM {m}x{k}x{n}: {:.0} GFLOP/s (median)",

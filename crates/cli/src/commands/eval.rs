@@ -6,7 +6,7 @@
 //! metrics report. Every problem is an error naming its file, row, column and value; nothing
 //! is written unless everything succeeded (`--output` is replaced atomically).
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use oml::datasets::dataframe::{ReadOptions, Split, read_dataframe};
 use oml::datasets::npy::read_npy;
@@ -307,20 +307,9 @@ fn table(report: &MetricsReport) -> String {
 
 /// Replaces `path` with `content` atomically (temporary file in the same folder, then rename).
 fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    tmp.write_all(content)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {}", path.display(), e.error))?;
-    Ok(())
+    // the error already names the path
+    oml::interfaces::fs::write_atomic(path, content)
+        .map_err(|e| anyhow::anyhow!("cannot write {e}"))
 }
 
 /// Runs `oml eval`.

@@ -7,6 +7,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::sync::{Arc, Mutex};
 
+use super::checks::check_lengths;
+
 /// OML's `AllTripletsMiner(max_output_triplets)`: every `(a, p, n)` with `a ≠ p`,
 /// `label[a] = label[p] ≠ label[n]`; there are `Σ_c n_c (n_c − 1)(B − n_c)` of them.
 ///
@@ -112,7 +114,7 @@ impl AnchorLists {
 
 impl TripletsMinerInBatch for AllTripletsMiner {
     fn mine(&self, features: &Tensor<2>, labels: &[i64]) -> Result<Triplets, MiningError> {
-        super::check_lengths(features, labels)?;
+        check_lengths(features, labels)?;
         check_batch_labels(labels)?;
         let lists = AnchorLists::new(labels);
         let sizes: Vec<usize> = (0..labels.len())

@@ -5,7 +5,8 @@ use oml_interfaces::{MiningError, TripletFeatures, TripletsMiner};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use super::NHardTripletsMiner;
+use super::checks::check_lengths;
+use super::nhard::NHardTripletsMiner;
 use crate::distance::host_self_distances;
 
 /// The bank: a ring buffer of detached features (no autodiff) and their labels.
@@ -81,7 +82,7 @@ impl MinerWithBank {
         features: Tensor<2>,
         labels: &[i64],
     ) -> Result<(TripletFeatures, BTreeMap<String, f64>), MiningError> {
-        super::check_lengths(&features, labels)?;
+        check_lengths(&features, labels)?;
         let [b, dim] = features.dims();
         let mut bank = self.bank.lock().unwrap_or_else(|e| e.into_inner());
         let bank_size = match &bank.features {

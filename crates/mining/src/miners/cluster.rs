@@ -4,6 +4,7 @@ use burn::prelude::*;
 use oml_interfaces::{MiningError, TripletFeatures, TripletsMiner};
 use std::collections::BTreeMap;
 
+use super::checks::check_lengths;
 use crate::distance::{cdist, host_f32, index_tensor};
 
 /// OML's `HardClusterMiner`: one triplet per label (labels in increasing order):
@@ -55,7 +56,7 @@ impl HardClusterMiner {
 
 impl TripletsMiner for HardClusterMiner {
     fn sample(&self, features: Tensor<2>, labels: &[i64]) -> Result<TripletFeatures, MiningError> {
-        super::check_lengths(&features, labels)?;
+        check_lengths(&features, labels)?;
         let groups = Self::groups(labels)?;
         let (n_labels, n_inst) = (groups.len(), groups[0].len());
         let [_, dim] = features.dims();

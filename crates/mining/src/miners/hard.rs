@@ -4,6 +4,7 @@ use burn::prelude::*;
 use oml_interfaces::miners::check_batch_labels;
 use oml_interfaces::{MiningError, Triplets, TripletsMinerInBatch};
 
+use super::checks::check_lengths;
 use crate::distance::host_self_distances;
 
 /// OML's `HardTripletsMiner`: for every anchor `a` (in order `0..B`),
@@ -52,7 +53,7 @@ impl HardTripletsMiner {
 
 impl TripletsMinerInBatch for HardTripletsMiner {
     fn mine(&self, features: &Tensor<2>, labels: &[i64]) -> Result<Triplets, MiningError> {
-        super::check_lengths(features, labels)?;
+        check_lengths(features, labels)?;
         check_batch_labels(labels)?;
         Self::mine_from_distances(&host_self_distances(features), labels)
     }

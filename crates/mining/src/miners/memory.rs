@@ -8,6 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use super::checks::check_lengths;
 use crate::distance::index_tensor;
 
 #[derive(Debug)]
@@ -104,7 +105,7 @@ impl TripletMinerWithMemory {
         features: Tensor<2>,
         labels: &[i64],
     ) -> Result<MemoryTriplets, MiningError> {
-        super::check_lengths(&features, labels)?;
+        check_lengths(&features, labels)?;
         let [bs, dim] = features.dims();
         let device = features.device();
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());

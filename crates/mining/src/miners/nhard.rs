@@ -5,6 +5,7 @@ use oml_interfaces::miners::check_batch_labels;
 use oml_interfaces::{MiningError, Triplets, TripletsMinerInBatch};
 use serde::{Deserialize, Serialize};
 
+use super::checks::check_lengths;
 use crate::distance::host_self_distances;
 
 /// How many hard positives (or negatives) [`NHardTripletsMiner`] keeps, as in OML's config:
@@ -169,7 +170,7 @@ impl NHardTripletsMiner {
 
 impl TripletsMinerInBatch for NHardTripletsMiner {
     fn mine(&self, features: &Tensor<2>, labels: &[i64]) -> Result<Triplets, MiningError> {
-        super::check_lengths(features, labels)?;
+        check_lengths(features, labels)?;
         check_batch_labels(labels)?;
         self.mine_from_distances(&host_self_distances(features), labels, None)
     }

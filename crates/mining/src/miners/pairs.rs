@@ -4,7 +4,8 @@ use burn::prelude::*;
 use oml_interfaces::{MiningError, TripletsMinerInBatch};
 use std::collections::BTreeSet;
 
-use super::{AllTripletsMiner, HardTripletsMiner};
+use super::all::AllTripletsMiner;
+use super::hard::HardTripletsMiner;
 
 /// Pairs of batch rows: `(ids1[i], ids2[i])`, positives first, then negatives.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

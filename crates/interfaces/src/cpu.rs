@@ -1,29 +1,128 @@
-//! One fixed host GEMM for the CPU backends' distance computations and inference matmuls.
+//! The CPU fast path: the one place where oml-rs decides to leave Burn's tensor ops for host
+//! code of its own, and the host GEMM that code runs on.
 //!
-//! The kNN search and the miners need `A·Bᵀ` of two row-major `f32` matrices that are already
-//! on the host. Through Burn they would run burn-flex's GEMM, whose speed on a 2-core machine
-//! depends on how the final binary happens to lay out its microkernel (`docs/metrics.md`: the
-//! same call took 0.7 s in one binary and 1.6 s in another). These functions call `oml-gemm`
-//! (AVX-512 and AVX2 microkernels of its own where the CPU has them, matrixmultiply's kernels
-//! elsewhere), parallel on rayon's pool, so every binary runs the same code at the same speed.
+//! On the CPU backends (Flex, NdArray) a tensor's values already live in host memory, and three
+//! hot spots run faster on them directly than through Burn's ops (each measured in `docs/`):
+//! - the kNN search: each block of dot products from [`matmul_nt`], scanned by per-query heaps
+//!   (`oml-retrieval`);
+//! - the miners' `B×B` distance matrix (`oml-mining`);
+//! - extractor inference without autodiff: linear layers, attention and convolutions (as an
+//!   implicit GEMM over channels-last activations) on `oml-gemm`, with the bias, BatchNorm,
+//!   residual and activation applied as each block of the product is finished (`oml-models`).
+//!
+//! Training (autodiff) and the accelerators always run Burn's ops. Burn's own CPU products
+//! measured 3–4× slower end to end at inference here (`docs/backends.md`), which is why this
+//! path exists.
+//!
+//! It is chosen once per process by an explicit policy:
+//! - [`set_enabled`] (the CLI's `--cpu-fast-path on|off`) fixes it before first use;
+//! - otherwise the environment variable [`ENV`] (`on`/`off`, `1`/`0`, `true`/`false`);
+//! - otherwise it is on.
+//!
+//! With it off, every backend runs the same Burn ops: the reference the fast path is tested
+//! against (CI runs the numeric suites both ways).
 //!
 //! ```
-//! use oml_interfaces::linalg::matmul_nt;
+//! use oml_interfaces::cpu;
+//! let device = oml_interfaces::device::select_device(Some("cpu"))?;
+//! // true unless OML_CPU_FAST_PATH=off was set for this process
+//! println!("fast path on the CPU backend: {}", cpu::applies(&device));
+//!
 //! // a = [[1, 2], [3, 4], [5, 6]] (3×2), b = [[1, 0], [0, 1]] (2×2): a·bᵀ = a.
 //! let a = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
 //! let b = [1.0f32, 0.0, 0.0, 1.0];
 //! let mut out = [0.0f32; 6];
-//! matmul_nt(&a, &b, 2, &mut out).unwrap();
+//! cpu::matmul_nt(&a, &b, 2, &mut out)?;
 //! assert_eq!(out, a);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use burn::prelude::*;
 use burn::tensor::DataError;
 use oml_gemm::MatRef;
+use std::sync::OnceLock;
+
+/// Environment variable that switches the fast path: `on`/`off` (also `1`/`0`,
+/// `true`/`false`, `yes`/`no`).
+pub const ENV: &str = "OML_CPU_FAST_PATH";
+
+static POLICY: OnceLock<bool> = OnceLock::new();
+
+/// Why the policy could not be set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// [`ENV`] holds something other than on/off.
+    #[error("{ENV}={value:?}: expected on or off (1/0, true/false, yes/no)")]
+    BadValue {
+        /// The variable's value.
+        value: String,
+    },
+    /// The policy was already fixed to the other value in this process.
+    #[error(
+        "the CPU fast path is already {} for this process: set it before the first model, kNN or miner call",
+        if *.current { "on" } else { "off" }
+    )]
+    AlreadyFixed {
+        /// The policy in force.
+        current: bool,
+    },
+}
+
+/// Parses an on/off word.
+fn parse(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "on" | "1" | "true" | "yes" => Some(true),
+        "off" | "0" | "false" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// The policy [`ENV`] asks for: `None` when it is unset or empty, an error naming the value
+/// when it is not an on/off word. Binaries call it at start-up to report a bad value.
+pub fn policy_from_env() -> Result<Option<bool>, PolicyError> {
+    match std::env::var(ENV) {
+        Ok(v) if !v.trim().is_empty() => parse(&v)
+            .map(Some)
+            .ok_or(PolicyError::BadValue { value: v }),
+        _ => Ok(None),
+    }
+}
+
+/// Fixes the policy for this process. Setting the value already in force is not an error.
+pub fn set_enabled(on: bool) -> Result<(), PolicyError> {
+    let current = *POLICY.get_or_init(|| on);
+    if current == on {
+        Ok(())
+    } else {
+        Err(PolicyError::AlreadyFixed { current })
+    }
+}
+
+/// Whether the fast path is on for this process (fixed at the first call: [`set_enabled`], else
+/// [`ENV`], else on; an unreadable [`ENV`] leaves it on, and binaries report it through
+/// [`policy_from_env`]).
+pub fn enabled() -> bool {
+    *POLICY.get_or_init(|| policy_from_env().ok().flatten().unwrap_or(true))
+}
+
+/// Whether the fast path applies to work on `device`: the policy is on and the device is a host
+/// backend ([`is_host_backend`]).
+pub fn applies(device: &Device) -> bool {
+    enabled() && is_host_backend(device)
+}
+
+/// True for the host (CPU) backends, Flex and NdArray, with or without autodiff.
+///
+/// Burn 0.22 keeps its backend enum behind feature gates of its own crates, which a library
+/// compiled without backend features cannot name, so the check reads the device's `Debug` name
+/// (which names the backend in every build). This is its only use.
+pub fn is_host_backend(device: &Device) -> bool {
+    let name = format!("{device:?}");
+    name.contains("Flex") || name.contains("NdArray")
+}
 
 /// A float tensor's values on the host as row-major `f32`: one copy when the tensor already
-/// holds `f32` (always on the CPU backends), a conversion otherwise. The read side of the host
-/// paths that use this module.
+/// holds `f32` (always on the CPU backends), a conversion otherwise.
 pub fn host_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, DataError> {
     t.into_data().try_into_vec_as::<f32>()
 }
@@ -106,6 +205,49 @@ fn gemm(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn on_off_words() {
+        for w in ["on", "1", "TRUE", " yes "] {
+            assert_eq!(parse(w), Some(true), "{w}");
+        }
+        for w in ["off", "0", "false", "No"] {
+            assert_eq!(parse(w), Some(false), "{w}");
+        }
+        assert_eq!(parse("maybe"), None);
+    }
+
+    #[test]
+    fn the_policy_is_fixed_once() {
+        let now = enabled();
+        assert_eq!(set_enabled(now), Ok(()));
+        let err = set_enabled(!now).unwrap_err();
+        assert_eq!(err, PolicyError::AlreadyFixed { current: now });
+        assert!(err.to_string().contains(if now { "on" } else { "off" }));
+    }
+
+    #[test]
+    fn cpu_backends_are_host_backends_with_and_without_autodiff() {
+        let device = crate::device::select_device(Some("cpu")).unwrap();
+        assert!(is_host_backend(&device), "{device:?}");
+        assert!(is_host_backend(&device.clone().autodiff()));
+        assert_eq!(applies(&device), enabled());
+        #[cfg(feature = "wgpu")]
+        assert!(!is_host_backend(
+            &crate::device::device_by_name("wgpu").unwrap()
+        ));
+    }
+
+    #[test]
+    fn host_f32_reads_row_major_values() {
+        let device = crate::device::test_device();
+        let v: Vec<f32> = (0..12).map(|i| i as f32 * 0.5 - 2.0).collect();
+        let t = Tensor::<2>::from_data(TensorData::new(v.clone(), [3, 4]), &device);
+        assert_eq!(host_f32(t.clone()).unwrap(), v);
+        // a transposed view reads in its own (logical) row-major order
+        let want: Vec<f32> = (0..12).map(|i| v[(i % 3) * 4 + i / 3]).collect();
+        assert_eq!(host_f32(t.transpose()).unwrap(), want);
+    }
 
     fn naive(a: &[f32], b: &[f32], k: usize) -> Vec<f32> {
         let (m, n) = (a.len() / k, b.len() / k);
@@ -198,17 +340,6 @@ mod tests {
             matmul_tn(&at, &b_kn, k, &mut out).unwrap();
             assert_close(&out, &naive(&a, &b_nk, k), &format!("{m}x{n}x{k}"));
         }
-    }
-
-    #[test]
-    fn host_f32_reads_row_major_values() {
-        let device = crate::device::test_device();
-        let v = values(12, 3);
-        let t = Tensor::<2>::from_data(burn::tensor::TensorData::new(v.clone(), [3, 4]), &device);
-        assert_eq!(host_f32(t.clone()).unwrap(), v);
-        // a transposed view reads in its own (logical) row-major order
-        let want = transpose(&v, 3);
-        assert_eq!(host_f32(t.transpose()).unwrap(), want);
     }
 
     #[test]

@@ -1,0 +1,4 @@
+//! oml-cli integration tests: one binary (one link step) for all of them.
+
+mod eval;
+mod pipelines;

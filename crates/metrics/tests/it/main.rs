@@ -1,0 +1,4 @@
+//! oml-metrics integration tests: one binary (one link step) for all of them.
+
+mod embedding_metrics;
+mod golden;

@@ -39,8 +39,12 @@
 
 use burn::prelude::*;
 use burn::tensor::DataError;
-use oml_gemm::MatRef;
+use faer::{Accum, MatMut, Par};
+use rayon::prelude::*;
 use std::sync::OnceLock;
+
+/// A read-only strided `f32` matrix view (faer's): what [`gemm_rows`] multiplies by.
+pub use faer::MatRef;
 
 /// Environment variable that switches the fast path: `on`/`off` (also `1`/`0`,
 /// `true`/`false`, `yes`/`no`).
@@ -144,20 +148,20 @@ pub struct ShapeError {
 }
 
 /// `out = A·Bᵀ` for row-major `A [m, k]`, `B [n, k]`, `out [m, n]`; `m` and `n` follow from the
-/// lengths. Rows of `A` are split over rayon's pool.
+/// lengths. Parallel on rayon's pool.
 pub fn matmul_nt(a: &[f32], b: &[f32], k: usize, out: &mut [f32]) -> Result<(), ShapeError> {
     gemm(a, false, b, true, k, out)
 }
 
 /// `out = A·B` for row-major `A [m, k]`, `B [k, n]`, `out [m, n]` (a linear layer's `x·W`);
-/// `m` and `n` follow from the lengths. Rows of `A` are split over rayon's pool.
+/// `m` and `n` follow from the lengths. Parallel on rayon's pool.
 pub fn matmul(a: &[f32], b: &[f32], k: usize, out: &mut [f32]) -> Result<(), ShapeError> {
     gemm(a, false, b, false, k, out)
 }
 
 /// `out = A·B` with `A` given transposed, `at = Aᵀ [k, m]` row-major, `B [k, n]`, `out [m, n]`.
 ///
-/// For an `A` already stored transposed; the GEMM packs it without a copy.
+/// For an `A` already stored transposed: the GEMM reads it in place.
 pub fn matmul_tn(at: &[f32], b: &[f32], k: usize, out: &mut [f32]) -> Result<(), ShapeError> {
     gemm(at, true, b, false, k, out)
 }
@@ -190,16 +194,117 @@ fn gemm(
         return Err(err());
     }
     let (m, n) = (a.len() / k, b.len() / k);
+    if out_len != m * n {
+        return Err(err());
+    }
     let view = |data, rows, cols, transposed| {
         if transposed {
-            MatRef::row_major(data, cols, rows).map(MatRef::t)
+            MatRef::from_row_major_slice(data, cols, rows).transpose()
         } else {
-            MatRef::row_major(data, rows, cols)
+            MatRef::from_row_major_slice(data, rows, cols)
         }
     };
-    let a = view(a, m, k, a_transposed).map_err(|_| err())?;
-    let b = view(b, k, n, b_transposed).map_err(|_| err())?;
-    oml_gemm::gemm(a, b, out).map_err(|_| err())
+    let (a, b) = (view(a, m, k, a_transposed), view(b, k, n, b_transposed));
+    product(MatMut::from_row_major_slice_mut(out, m, n), a, b);
+    Ok(())
+}
+
+/// `c = a·b` through faer, on rayon's pool unless the product is too small to share.
+fn product(c: MatMut<'_, f32>, a: MatRef<'_, f32>, b: MatRef<'_, f32>) {
+    let work = a.nrows() * a.ncols() * b.ncols();
+    let par = if work < PARALLEL_WORK || rayon::current_num_threads() < 2 {
+        Par::Seq
+    } else {
+        Par::rayon(0)
+    };
+    faer::linalg::matmul::matmul(c, Accum::Replace, a, b, 1.0, par);
+}
+
+/// Multiply-adds under which a product runs on one thread (a few hundredths of a millisecond of work).
+const PARALLEL_WORK: usize = 1 << 23;
+
+/// Values of `A` gathered per block by [`gemm_rows`] (16 MiB): large blocks keep faer's
+/// packing of `B` (once per block) a small part of the work, and bound the gather buffer.
+const BLOCK_VALUES: usize = 1 << 22;
+
+/// Rows per epilogue task.
+const EPILOGUE_ROWS: usize = 64;
+
+/// The rows of a GEMM's left operand, produced on demand: a matrix, or a convolution's
+/// implicit im2col rows gathered from its input.
+pub trait RowSource: Sync {
+    /// `[m, k]`.
+    fn shape(&self) -> [usize; 2];
+    /// Writes `A[i, p0 .. p0 + out.len()]` into `out`.
+    fn fill_row(&self, i: usize, p0: usize, out: &mut [f32]);
+}
+
+impl RowSource for MatRef<'_, f32> {
+    fn shape(&self) -> [usize; 2] {
+        [self.nrows(), self.ncols()]
+    }
+
+    fn fill_row(&self, i: usize, p0: usize, out: &mut [f32]) {
+        let row = self.row(i).subcols(p0, out.len());
+        match row.try_as_row_major() {
+            Some(r) => out.copy_from_slice(r.as_slice()),
+            None => out.iter_mut().zip(row.iter()).for_each(|(o, v)| *o = *v),
+        }
+    }
+}
+
+/// `C = A·B` into a row-major `C [m, n]` (overwritten), then `epilogue(i0, rows)` on each
+/// finished block of `C`'s rows (`rows` is `C[i0 .., ..]`, whole rows): a bias, a residual, an
+/// activation, a softmax.
+///
+/// `A`'s rows are gathered block by block (at most [`BLOCK_VALUES`] values) from `a`, each
+/// block multiplied by faer on rayon's pool, then finished by the epilogue in parallel tasks of
+/// [`EPILOGUE_ROWS`] rows while the block is still in the last-level cache.
+pub fn gemm_rows<A, E>(
+    a: &A,
+    b: MatRef<'_, f32>,
+    c: &mut [f32],
+    epilogue: E,
+) -> Result<(), ShapeError>
+where
+    A: RowSource + ?Sized,
+    E: Fn(usize, &mut [f32]) + Sync,
+{
+    let [m, k] = a.shape();
+    let n = b.ncols();
+    if b.nrows() != k || c.len() != m * n {
+        return Err(ShapeError {
+            a_len: m * k,
+            b_len: b.nrows() * n,
+            out_len: c.len(),
+            k,
+        });
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let rows = (BLOCK_VALUES / k.max(1)).clamp(1, m);
+    let mut gathered = vec![0f32; rows * k];
+    for (block, c_block) in c.chunks_mut(rows * n).enumerate() {
+        let (i0, r) = (block * rows, c_block.len() / n);
+        let a_block = &mut gathered[..r * k];
+        if k > 0 {
+            a_block
+                .par_chunks_mut(k)
+                .enumerate()
+                .for_each(|(i, row)| a.fill_row(i0 + i, 0, row));
+        }
+        product(
+            MatMut::from_row_major_slice_mut(c_block, r, n),
+            MatRef::from_row_major_slice(a_block, r, k),
+            b,
+        );
+        c_block
+            .par_chunks_mut(EPILOGUE_ROWS * n)
+            .enumerate()
+            .for_each(|(t, rows)| epilogue(i0 + t * EPILOGUE_ROWS, rows));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -358,5 +463,77 @@ mod tests {
         assert_eq!(e.a_len, 5);
         assert!(matmul_nt(&[1.0; 4], &[1.0; 4], 2, &mut [0.0; 3]).is_err());
         assert!(matmul_nt(&[1.0; 4], &[], 0, &mut out).is_err());
+    }
+
+    /// `A·B` in f64 for row-major `A [m, k]`, `B [k, n]`.
+    fn oracle_nn(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+        let mut out = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let s: f64 = (0..k).map(|t| a[i * k + t] as f64 * b[t * n + j] as f64).sum();
+                out[i * n + j] = s as f32;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn gemm_rows_matches_the_oracle_with_the_epilogue_once_per_row() {
+        // The last shape spans two gathered blocks (m·k > BLOCK_VALUES).
+        for &(m, k, n) in &[(1, 1, 1), (65, 3, 7), (130, 300, 70), (2100, 2100, 3)] {
+            let a = values(m * k, (m + 13 * k) as u64);
+            let b = values(k * n, (n + 7 * k) as u64);
+            let bt = transpose(&b, k); // [n, k]
+            let want = oracle_nn(&a, &b, m, k, n);
+            for (layout, bv) in [
+                ("b row-major", MatRef::from_row_major_slice(&b, k, n)),
+                ("b transposed", MatRef::from_row_major_slice(&bt, n, k).transpose()),
+            ] {
+                let mut c = vec![f32::NAN; m * n];
+                let av = MatRef::from_row_major_slice(&a, m, k);
+                // Adds each row's index: a row finished twice or never shows.
+                gemm_rows(&av, bv, &mut c, |i0, rows| {
+                    for (r, row) in rows.chunks_exact_mut(n).enumerate() {
+                        row.iter_mut().for_each(|v| *v += (i0 + r) as f32);
+                    }
+                })
+                .unwrap();
+                let shifted: Vec<f32> = want
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| w + (i / n) as f32)
+                    .collect();
+                assert_close(&c, &shifted, &format!("{m}x{k}x{n} {layout}"));
+            }
+        }
+    }
+
+    #[test]
+    fn gemm_rows_reads_strided_rows() {
+        // q of a fused [n, 3·d] projection: rows 3·d apart, as the attention reads them.
+        let (n, d) = (37, 8);
+        let qkv = values(n * 3 * d, 5);
+        let q: Vec<f32> = (0..n).flat_map(|i| qkv[i * 3 * d + d..i * 3 * d + 2 * d].to_vec()).collect();
+        let b = values(d * 5, 6);
+        let mut c = vec![0f32; n * 5];
+        let view = MatRef::from_row_major_slice_with_stride(&qkv[d..], n, d, 3 * d);
+        gemm_rows(&view, MatRef::from_row_major_slice(&b, d, 5), &mut c, |_, _| {}).unwrap();
+        assert_close(&c, &oracle_nn(&q, &b, n, d, 5), "strided");
+    }
+
+    #[test]
+    fn gemm_rows_empty_depth_gives_zeros_and_bad_shapes_are_errors() {
+        let empty: [f32; 0] = [];
+        let mut c = vec![f32::NAN; 6];
+        let a = MatRef::from_row_major_slice(&empty, 3, 0);
+        gemm_rows(&a, MatRef::from_row_major_slice(&empty, 0, 2), &mut c, |_, _| {}).unwrap();
+        assert!(c.iter().all(|&v| v == 0.0), "{c:?}");
+        let a = [1f32; 6];
+        let a = MatRef::from_row_major_slice(&a, 3, 2);
+        let b = [1f32; 6];
+        let err = gemm_rows(&a, MatRef::from_row_major_slice(&b, 3, 2), &mut c, |_, _| {});
+        assert!(err.is_err());
+        let err = gemm_rows(&a, MatRef::from_row_major_slice(&b, 2, 3), &mut [0f32; 8], |_, _| {});
+        assert_eq!(err.unwrap_err().out_len, 8);
     }
 }

@@ -3,16 +3,15 @@
 //! A convolution is `C [B·OH·OW, O] = A [B·OH·OW, kh·kw·C] · W [kh·kw·C, O]`, where row
 //! `(b, oy, ox)` of `A` holds the input values under the kernel at that output position,
 //! ordered `(ki, kj, c)`. In NHWC the `kw·C` values of one kernel row are adjacent in memory,
-//! so [`oml_gemm::gemm_rows`] gathers `A`'s rows straight from the input as it needs them: the
-//! im2col matrix is never written, the weights are packed once per forward, and the output
-//! comes out in NHWC, ready for the next layer, with the folded BatchNorm's shift, the residual
-//! and the ReLU applied per finished block while it is in cache.
+//! so [`oml_interfaces::cpu::gemm_rows`] gathers `A`'s rows straight from the input, one
+//! bounded block at a time (the whole im2col matrix is never written), and the output comes
+//! out in NHWC, ready for the next layer, with the folded BatchNorm's shift, the residual and
+//! the ReLU applied per finished block while it is in cache.
 
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::prelude::*;
-use oml_gemm::{MatRef, PackedB, RowSource, gemm_rows};
-use oml_interfaces::cpu::host_f32;
+use oml_interfaces::cpu::{MatRef, RowSource, gemm_rows, host_f32};
 
 use crate::ops::{Activation, Epilogue};
 use rayon::prelude::*;
@@ -76,8 +75,8 @@ impl Map {
 
 /// One convolution (with an inference BatchNorm folded in) ready for NHWC inputs.
 pub(crate) struct HostConv {
-    /// `W [(ki, kj, c), O]`, each output channel scaled by the BatchNorm.
-    weights: PackedB,
+    /// `Wᵀ [O, (ki, kj, c)]` row-major, each output channel scaled by the BatchNorm.
+    weights: Vec<f32>,
     /// Per output channel: the bias and the BatchNorm's shift.
     shift: Vec<f32>,
     c: usize,
@@ -130,9 +129,8 @@ impl HostConv {
             }
         }
         // Each output channel's weights `[C, kh, kw]` reordered to `[(ki, kj, c)]`, the order
-        // of an NHWC gather, and scaled: one row in cache per task. Packing reads the rows as
-        // the columns of `W`. (A gather of `W`'s columns across the rows was 7 % of a ResNet-18
-        // batch.)
+        // of an NHWC gather, and scaled: one row in cache per task; the GEMM reads the rows as
+        // the columns of `W`.
         let (k, taps) = (kh * kw * c, kh * kw);
         let mut wt = vec![0f32; o * k];
         wt.par_chunks_mut(k)
@@ -145,9 +143,8 @@ impl HostConv {
                     }
                 }
             });
-        let weights = PackedB::new(MatRef::row_major(&wt, o, k).ok()?.t());
         Some(Self {
-            weights,
+            weights: wt,
             shift,
             c,
             o,
@@ -199,7 +196,9 @@ impl HostConv {
             })
         };
         // The row source's shape and `data`'s length follow from `dims`: no shape error.
-        gemm_rows(&rows, &self.weights, &mut data, finish).ok()?;
+        let k = self.weights.len() / o;
+        let w = MatRef::from_row_major_slice(&self.weights, o, k).transpose();
+        gemm_rows(&rows, w, &mut data, finish).ok()?;
         Some(Map { data, dims })
     }
 }
@@ -220,7 +219,7 @@ impl RowSource for ConvRows<'_> {
         ]
     }
 
-    fn row(&self, i: usize, p0: usize, out: &mut [f32]) {
+    fn fill_row(&self, i: usize, p0: usize, out: &mut [f32]) {
         let [_, h, w, c] = self.x.dims;
         let [oh, ow] = self.out;
         let (image, oy, ox) = (i / (oh * ow), i / ow % oh, i % ow);

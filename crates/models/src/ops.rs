@@ -13,14 +13,13 @@ use burn::prelude::*;
 use burn::tensor::activation;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use oml_gemm::{MatRef, PackedB, gemm_rows};
-use oml_interfaces::cpu::host_f32;
+use oml_interfaces::cpu::{MatRef, gemm_rows, host_f32};
 use rayon::prelude::*;
 
 /// `layer.forward(x)`; at inference on a CPU backend (no autodiff) through the host GEMM.
 ///
 /// burn-flex's own GEMM kernel spills its accumulators to the stack and ran the ViT's linear
-/// layers at about 21 GFLOP/s on a 2-core machine; [`oml_gemm::gemm_rows`] runs the same
+/// layers at about 21 GFLOP/s on a 2-core machine; [`oml_interfaces::cpu::gemm_rows`] (faer) runs the same
 /// products several times faster (`docs/models.md`). Training keeps Burn's path, which
 /// records the operation for the backward pass.
 ///
@@ -88,12 +87,8 @@ fn host_linear<const D: usize>(
     let out = with_host(x, residual, |x, residual| {
         let rows = x.len() / k;
         let mut out = vec![0f32; rows * n];
-        let (Ok(x), Ok(w)) = (
-            MatRef::row_major(x, rows, k),
-            MatRef::row_major(&w_host, k, n),
-        ) else {
-            unreachable!("the operand lengths follow from the checked shapes")
-        };
+        let x = MatRef::from_row_major_slice(x, rows, k);
+        let w = MatRef::from_row_major_slice(&w_host, k, n);
         let arch = pulp::Arch::new();
         let finish = |i0: usize, block: &mut [f32]| {
             arch.dispatch(Epilogue {
@@ -105,7 +100,7 @@ fn host_linear<const D: usize>(
             })
         };
         // The shapes agree by construction, so the GEMM cannot refuse them.
-        let _ = gemm_rows(&x, &PackedB::new(w), &mut out, finish);
+        let _ = gemm_rows(&x, w, &mut out, finish);
         out
     })?;
     Ok(Tensor::from_data(TensorData::new(out, dims), &device))
@@ -337,14 +332,15 @@ fn host_attention(qkv: &[f32], [b, n, heads, d]: [usize; 4]) -> Option<Vec<f32>>
         .map(|task| {
             let (image, head) = (task / heads, task % heads);
             let rows = &qkv[image * n * 3 * c..(image + 1) * n * 3 * c];
-            let part = |p: usize| MatRef::strided(&rows[p * c + head * d..], n, d, 3 * c, 1).ok();
-            let (q, k, v) = (part(0)?, part(1)?, part(2)?);
+            let part =
+                |p: usize| MatRef::from_row_major_slice_with_stride(&rows[p * c + head * d..], n, d, 3 * c);
+            let (q, k, v) = (part(0), part(1), part(2));
             let mut scores = vec![0f32; n * n];
             let softmax = |_: usize, block: &mut [f32]| arch.dispatch(Softmax { block, n, scale });
-            gemm_rows(&q, &PackedB::new(k.t()), &mut scores, softmax).ok()?;
+            gemm_rows(&q, k.transpose(), &mut scores, softmax).ok()?;
             let mut out = vec![0f32; n * d];
-            let p = MatRef::row_major(&scores, n, n).ok()?;
-            gemm_rows(&p, &PackedB::new(v), &mut out, |_, _| {}).ok()?;
+            let p = MatRef::from_row_major_slice(&scores, n, n);
+            gemm_rows(&p, v, &mut out, |_, _| {}).ok()?;
             Some(out)
         })
         .collect::<Option<_>>()?;

@@ -5,6 +5,11 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+/// mimalloc keeps freed tensor buffers in the process: with glibc's defaults every training or
+/// loss step paid page faults and zeroing for buffers returned to the kernel (`docs/mining.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod report;
 mod suites;
 
@@ -44,8 +49,6 @@ enum Suite {
 }
 
 fn main() -> Result<()> {
-    // Before any thread starts: keep freed tensor buffers in the process (see oml-malloc).
-    oml_malloc::tune();
     let cli = Cli::parse();
     if let Suite::Table { path } = &cli.suite {
         let text = std::fs::read_to_string(path)

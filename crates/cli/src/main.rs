@@ -3,6 +3,11 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+/// mimalloc keeps freed tensor buffers in the process: with glibc's defaults every training or
+/// loss step paid page faults and zeroing for buffers returned to the kernel (`docs/mining.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod commands;
 
 #[derive(Parser, Debug)]
@@ -43,8 +48,6 @@ enum Command {
 }
 
 fn main() -> Result<()> {
-    // Before any thread starts: keep freed tensor buffers in the process (see oml-malloc).
-    oml_malloc::tune();
     let cli = Cli::parse();
     // A bad OML_CPU_FAST_PATH is an error even when the flag decides.
     let from_env = oml::interfaces::cpu::policy_from_env()?;

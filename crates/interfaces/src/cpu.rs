@@ -17,6 +17,7 @@
 //! It is chosen once per process by an explicit policy:
 //! - [`set_enabled`] (the CLI's `--cpu-fast-path on|off`) fixes it before first use;
 //! - otherwise the environment variable [`ENV`] (`on`/`off`, `1`/`0`, `true`/`false`);
+//! - otherwise a config's `cpu_fast_path:` ([`prefer`]);
 //! - otherwise it is on.
 //!
 //! With it off, every backend runs the same Burn ops: the reference the fast path is tested
@@ -100,6 +101,16 @@ pub fn set_enabled(on: bool) -> Result<(), PolicyError> {
     } else {
         Err(PolicyError::AlreadyFixed { current })
     }
+}
+
+/// Fixes the policy to `on` unless it is already fixed (by [`set_enabled`], [`ENV`] or an
+/// earlier use); returns the policy in force. For a config file's setting, which the command
+/// line and the environment override.
+pub fn prefer(on: bool) -> bool {
+    if policy_from_env().ok().flatten().is_some() {
+        return enabled();
+    }
+    *POLICY.get_or_init(|| on)
 }
 
 /// Whether the fast path is on for this process (fixed at the first call: [`set_enabled`], else
@@ -326,6 +337,11 @@ mod tests {
     fn the_policy_is_fixed_once() {
         let now = enabled();
         assert_eq!(set_enabled(now), Ok(()));
+        assert_eq!(
+            prefer(!now),
+            now,
+            "a config does not override the policy in force"
+        );
         let err = set_enabled(!now).unwrap_err();
         assert_eq!(err, PolicyError::AlreadyFixed { current: now });
         assert!(err.to_string().contains(if now { "on" } else { "off" }));
@@ -470,7 +486,9 @@ mod tests {
         let mut out = vec![0f32; m * n];
         for i in 0..m {
             for j in 0..n {
-                let s: f64 = (0..k).map(|t| a[i * k + t] as f64 * b[t * n + j] as f64).sum();
+                let s: f64 = (0..k)
+                    .map(|t| a[i * k + t] as f64 * b[t * n + j] as f64)
+                    .sum();
                 out[i * n + j] = s as f32;
             }
         }
@@ -487,7 +505,10 @@ mod tests {
             let want = oracle_nn(&a, &b, m, k, n);
             for (layout, bv) in [
                 ("b row-major", MatRef::from_row_major_slice(&b, k, n)),
-                ("b transposed", MatRef::from_row_major_slice(&bt, n, k).transpose()),
+                (
+                    "b transposed",
+                    MatRef::from_row_major_slice(&bt, n, k).transpose(),
+                ),
             ] {
                 let mut c = vec![f32::NAN; m * n];
                 let av = MatRef::from_row_major_slice(&a, m, k);
@@ -513,11 +534,19 @@ mod tests {
         // q of a fused [n, 3·d] projection: rows 3·d apart, as the attention reads them.
         let (n, d) = (37, 8);
         let qkv = values(n * 3 * d, 5);
-        let q: Vec<f32> = (0..n).flat_map(|i| qkv[i * 3 * d + d..i * 3 * d + 2 * d].to_vec()).collect();
+        let q: Vec<f32> = (0..n)
+            .flat_map(|i| qkv[i * 3 * d + d..i * 3 * d + 2 * d].to_vec())
+            .collect();
         let b = values(d * 5, 6);
         let mut c = vec![0f32; n * 5];
         let view = MatRef::from_row_major_slice_with_stride(&qkv[d..], n, d, 3 * d);
-        gemm_rows(&view, MatRef::from_row_major_slice(&b, d, 5), &mut c, |_, _| {}).unwrap();
+        gemm_rows(
+            &view,
+            MatRef::from_row_major_slice(&b, d, 5),
+            &mut c,
+            |_, _| {},
+        )
+        .unwrap();
         assert_close(&c, &oracle_nn(&q, &b, n, d, 5), "strided");
     }
 
@@ -526,14 +555,30 @@ mod tests {
         let empty: [f32; 0] = [];
         let mut c = vec![f32::NAN; 6];
         let a = MatRef::from_row_major_slice(&empty, 3, 0);
-        gemm_rows(&a, MatRef::from_row_major_slice(&empty, 0, 2), &mut c, |_, _| {}).unwrap();
+        gemm_rows(
+            &a,
+            MatRef::from_row_major_slice(&empty, 0, 2),
+            &mut c,
+            |_, _| {},
+        )
+        .unwrap();
         assert!(c.iter().all(|&v| v == 0.0), "{c:?}");
         let a = [1f32; 6];
         let a = MatRef::from_row_major_slice(&a, 3, 2);
         let b = [1f32; 6];
-        let err = gemm_rows(&a, MatRef::from_row_major_slice(&b, 3, 2), &mut c, |_, _| {});
+        let err = gemm_rows(
+            &a,
+            MatRef::from_row_major_slice(&b, 3, 2),
+            &mut c,
+            |_, _| {},
+        );
         assert!(err.is_err());
-        let err = gemm_rows(&a, MatRef::from_row_major_slice(&b, 2, 3), &mut [0f32; 8], |_, _| {});
+        let err = gemm_rows(
+            &a,
+            MatRef::from_row_major_slice(&b, 2, 3),
+            &mut [0f32; 8],
+            |_, _| {},
+        );
         assert_eq!(err.unwrap_err().out_len, 8);
     }
 }

@@ -359,15 +359,15 @@ impl AnyExtractor {
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
         let config = self.config();
         match self {
-            Self::Resnet(m) => crate::save_with_config(m, &config, path),
-            Self::Vit(m) => crate::save_with_config(m, &config, path),
-            Self::ExtractorWithMlp(m) => crate::save_with_config(m, &config, path),
+            Self::Resnet(m) => save_with_config(m, &config, path),
+            Self::Vit(m) => save_with_config(m, &config, path),
+            Self::ExtractorWithMlp(m) => save_with_config(m, &config, path),
         }
     }
 
     /// Rebuilds a model saved by [`Self::save`] (or by the `save` of a concrete extractor).
     pub fn load(path: &Path, device: &Device) -> Result<Self, ModelError> {
-        let config = crate::read_saved_config(path)?;
+        let config = read_saved_config(path)?;
         let strict = LoadOptions::default();
         Ok(match config.init(device)? {
             Self::Resnet(m) => Self::Resnet(crate::checkpoint::load_burnpack(m, path, &strict)?.0),
@@ -494,6 +494,118 @@ impl Pretrained for AnyExtractor {
             .load_weights(path, &LoadOptions::default())?
             .0)
     }
+}
+
+// The concrete extractors' `save` / `load` and the MLP's `Pretrained` are written here, next to
+// the configs they store or parse: the extractor modules do not depend on this registry.
+
+impl ResnetExtractor {
+    /// Saves the weights and the config as burnpack (load back with [`Self::load`] or
+    /// [`AnyExtractor::load`]).
+    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+        save_with_config(self, &ExtractorConfig::Resnet(self.config.clone()), path)
+    }
+
+    /// Rebuilds an extractor saved by [`Self::save`].
+    pub fn load(path: &Path, device: &Device) -> Result<Self, ModelError> {
+        match read_saved_config(path)? {
+            ExtractorConfig::Resnet(config) => Ok(crate::checkpoint::load_burnpack(
+                config.init(device)?,
+                path,
+                &LoadOptions::default(),
+            )?
+            .0),
+            other => Err(wrong_saved_kind(path, other.name())),
+        }
+    }
+}
+
+impl ViTExtractor {
+    /// Saves the weights and the config as burnpack (load back with [`Self::load`] or
+    /// [`AnyExtractor::load`]).
+    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+        save_with_config(self, &ExtractorConfig::Vit(self.config.clone()), path)
+    }
+
+    /// Rebuilds an extractor saved by [`Self::save`].
+    pub fn load(path: &Path, device: &Device) -> Result<Self, ModelError> {
+        match read_saved_config(path)? {
+            ExtractorConfig::Vit(config) => Ok(crate::checkpoint::load_burnpack(
+                config.init(device)?,
+                path,
+                &LoadOptions::default(),
+            )?
+            .0),
+            other => Err(wrong_saved_kind(path, other.name())),
+        }
+    }
+}
+
+impl Pretrained for ExtractorWithMLP<ViTExtractor> {
+    fn registry() -> &'static [PretrainedEntry] {
+        crate::zoo::MLP_PRETRAINED
+    }
+
+    fn from_entry(
+        entry: &PretrainedEntry,
+        path: &Path,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let config: ExtractorWithMlpConfig = crate::zoo::init_args(entry)?;
+        let backbone = match config.extractor.as_ref() {
+            ExtractorConfig::Vit(v) => v.init(device)?,
+            other => {
+                return Err(ModelError::InvalidArgument {
+                    name: "extractor",
+                    value: other.name().to_string(),
+                    reason: format!("the registry entry `{}` needs a vit backbone", entry.key),
+                });
+            }
+        };
+        let model = ExtractorWithMLP::new(
+            backbone,
+            &config.mlp_features,
+            config.train_backbone,
+            device,
+        )?;
+        Ok(model.load_weights(path, &LoadOptions::default())?.0)
+    }
+}
+
+fn json_error(path: &Path, e: serde_json::Error) -> ModelError {
+    ModelError::Checkpoint {
+        path: path.display().to_string(),
+        message: format!("config: {e}"),
+    }
+}
+
+fn wrong_saved_kind(path: &Path, found: &str) -> ModelError {
+    ModelError::Checkpoint {
+        path: path.display().to_string(),
+        message: format!("the file holds a `{found}` model; load it with AnyExtractor::load"),
+    }
+}
+
+/// Saves `module` as burnpack with `config` in the metadata.
+fn save_with_config<M: Module>(
+    module: &M,
+    config: &ExtractorConfig,
+    path: &Path,
+) -> Result<(), ModelError> {
+    let json = serde_json::to_string(config).map_err(|e| json_error(path, e))?;
+    crate::checkpoint::save_burnpack(module, path, Some(&json))
+}
+
+/// The extractor config stored by [`save_with_config`].
+fn read_saved_config(path: &Path) -> Result<ExtractorConfig, ModelError> {
+    let json = crate::checkpoint::burnpack_config(path)?.ok_or_else(|| ModelError::Checkpoint {
+        path: path.display().to_string(),
+        message: format!(
+            "no `{}` metadata: not saved by oml-models; build the model and use load_weights instead",
+            crate::checkpoint::CONFIG_METADATA_KEY
+        ),
+    })?;
+    serde_json::from_str(&json).map_err(|e| json_error(path, e))
 }
 
 /// Arguments of OML's `LinearTrivialDistanceSiamese` (`linear_siamese`).

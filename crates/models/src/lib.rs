@@ -52,6 +52,7 @@
 
 pub mod checkpoint;
 pub mod config;
+mod epilogue;
 mod nhwc;
 pub mod ops;
 pub mod projection;
@@ -60,11 +61,6 @@ pub mod siamese;
 pub mod small_cnn;
 pub mod vit;
 pub mod zoo;
-
-use std::path::Path;
-
-use burn::prelude::*;
-use oml_interfaces::ModelError;
 
 pub use checkpoint::{KeyAction, LoadOptions, LoadReport, TorchLayout};
 pub use config::{
@@ -77,39 +73,3 @@ pub use resnet::{ResNet, ResnetArch, ResnetExtractor, ResnetExtractorConfig};
 pub use siamese::{ConcatSiamese, LinearTrivialDistanceSiamese, TrivialDistanceSiamese};
 pub use vit::{ViTExtractor, ViTExtractorConfig, VisionTransformer, VitArch, VitConfig};
 pub use zoo::{Preprocessing, PretrainedModel, ResizeMode};
-
-pub(crate) fn json_error(path: &Path, e: serde_json::Error) -> ModelError {
-    ModelError::Checkpoint {
-        path: path.display().to_string(),
-        message: format!("config: {e}"),
-    }
-}
-
-pub(crate) fn wrong_saved_kind(path: &Path, found: &str) -> ModelError {
-    ModelError::Checkpoint {
-        path: path.display().to_string(),
-        message: format!("the file holds a `{found}` model; load it with AnyExtractor::load"),
-    }
-}
-
-/// Saves `module` as burnpack with `config` in the metadata.
-pub(crate) fn save_with_config<M: Module>(
-    module: &M,
-    config: &ExtractorConfig,
-    path: &Path,
-) -> Result<(), ModelError> {
-    let json = serde_json::to_string(config).map_err(|e| json_error(path, e))?;
-    checkpoint::save_burnpack(module, path, Some(&json))
-}
-
-/// The extractor config stored by [`save_with_config`].
-pub(crate) fn read_saved_config(path: &Path) -> Result<ExtractorConfig, ModelError> {
-    let json = checkpoint::burnpack_config(path)?.ok_or_else(|| ModelError::Checkpoint {
-        path: path.display().to_string(),
-        message: format!(
-            "no `{}` metadata: not saved by oml-models; build the model and use load_weights instead",
-            checkpoint::CONFIG_METADATA_KEY
-        ),
-    })?;
-    serde_json::from_str(&json).map_err(|e| json_error(path, e))
-}

@@ -13,7 +13,7 @@ use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::prelude::*;
 use oml_interfaces::cpu::{MatRef, RowSource, gemm_rows, host_f32};
 
-use crate::ops::{Activation, Epilogue};
+use crate::epilogue::{Activation, Epilogue};
 use rayon::prelude::*;
 
 /// Activations `[n, h, w, c]`, channels last, on the host.

@@ -7,7 +7,7 @@ use burn::module::ModuleDisplay;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
-use oml_interfaces::{Extractor, Freezable, ModelError, Pretrained, PretrainedEntry};
+use oml_interfaces::{Extractor, Freezable, ModelError};
 
 use crate::checkpoint::{KeyAction, LoadOptions, LoadReport, TorchLayout};
 use crate::vit::ViTExtractor;
@@ -160,41 +160,11 @@ impl<E: TorchLayout> TorchLayout for ExtractorWithMLP<E> {
     }
 }
 
+// Its `Pretrained` impl (it parses an `ExtractorWithMlpConfig`) is in the registry, `config.rs`.
 impl ExtractorWithMLP<ViTExtractor> {
     /// Downloads (or finds in the cache) a pretrained checkpoint (`vits16_224_mlp_384_inshop`)
     /// and builds OML's model for it.
     pub fn from_pretrained(key: &str, device: &Device) -> Result<Self, ModelError> {
         crate::zoo::from_pretrained(key, device)
-    }
-}
-
-impl Pretrained for ExtractorWithMLP<ViTExtractor> {
-    fn registry() -> &'static [PretrainedEntry] {
-        crate::zoo::MLP_PRETRAINED
-    }
-
-    fn from_entry(
-        entry: &PretrainedEntry,
-        path: &Path,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        let config: crate::config::ExtractorWithMlpConfig = crate::zoo::init_args(entry)?;
-        let backbone = match config.extractor.as_ref() {
-            crate::config::ExtractorConfig::Vit(v) => v.init(device)?,
-            other => {
-                return Err(ModelError::InvalidArgument {
-                    name: "extractor",
-                    value: other.name().to_string(),
-                    reason: format!("the registry entry `{}` needs a vit backbone", entry.key),
-                });
-            }
-        };
-        let model = ExtractorWithMLP::new(
-            backbone,
-            &config.mlp_features,
-            config.train_backbone,
-            device,
-        )?;
-        Ok(model.load_weights(path, &LoadOptions::default())?.0)
     }
 }

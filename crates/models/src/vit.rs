@@ -457,6 +457,7 @@ pub struct ViTExtractor {
     pub config: ViTExtractorConfig,
 }
 
+// `save` and `load`, which store an `ExtractorConfig`, are with the registry in `config.rs`.
 impl ViTExtractor {
     /// The arguments the extractor was built from.
     pub fn config(&self) -> &ViTExtractorConfig {
@@ -482,29 +483,6 @@ impl ViTExtractor {
         options: &LoadOptions,
     ) -> Result<(Self, LoadReport), ModelError> {
         crate::checkpoint::load_weights(self, path, options)
-    }
-
-    /// Saves the weights and the config as burnpack (load back with [`Self::load`] or
-    /// [`AnyExtractor::load`](crate::AnyExtractor::load)).
-    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
-        crate::save_with_config(
-            self,
-            &crate::ExtractorConfig::Vit(self.config.clone()),
-            path,
-        )
-    }
-
-    /// Rebuilds an extractor saved by [`Self::save`].
-    pub fn load(path: &Path, device: &Device) -> Result<Self, ModelError> {
-        match crate::read_saved_config(path)? {
-            crate::ExtractorConfig::Vit(config) => Ok(crate::checkpoint::load_burnpack(
-                config.init(device)?,
-                path,
-                &LoadOptions::default(),
-            )?
-            .0),
-            other => Err(crate::wrong_saved_kind(path, other.name())),
-        }
     }
 
     /// Downloads (or finds in the cache) a pretrained checkpoint and builds OML's extractor for it.

@@ -174,6 +174,10 @@ pub struct TrainConfig {
     /// Backend name (`cpu`, `flex`, `ndarray`, `wgpu`, `gpu`).
     #[serde(default)]
     pub accelerator: Option<String>,
+    /// The CPU fast path on the CPU backends (`oml_interfaces::cpu`): `true` (the default) or
+    /// `false` for Burn's ops alone. The CLI's `--cpu-fast-path` and `OML_CPU_FAST_PATH` win.
+    #[serde(default)]
+    pub cpu_fast_path: Option<bool>,
     /// Number of devices (data-parallel on more than one).
     #[serde(default)]
     pub devices: Option<usize>,
@@ -269,6 +273,10 @@ pub struct ValidateConfig {
     /// Backend name.
     #[serde(default)]
     pub accelerator: Option<String>,
+    /// The CPU fast path on the CPU backends (`oml_interfaces::cpu`): `true` (the default) or
+    /// `false` for Burn's ops alone. The CLI's `--cpu-fast-path` and `OML_CPU_FAST_PATH` win.
+    #[serde(default)]
+    pub cpu_fast_path: Option<bool>,
     /// Number of devices (inference uses the first).
     #[serde(default)]
     pub devices: Option<usize>,
@@ -325,6 +333,10 @@ pub struct PredictConfig {
     /// Backend name.
     #[serde(default)]
     pub accelerator: Option<String>,
+    /// The CPU fast path on the CPU backends (`oml_interfaces::cpu`): `true` (the default) or
+    /// `false` for Burn's ops alone. The CLI's `--cpu-fast-path` and `OML_CPU_FAST_PATH` win.
+    #[serde(default)]
+    pub cpu_fast_path: Option<bool>,
     /// Number of devices (inference uses the first).
     #[serde(default)]
     pub devices: Option<usize>,

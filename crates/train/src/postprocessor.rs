@@ -70,6 +70,10 @@ pub struct PostprocessorConfig {
     /// Backend name.
     #[serde(default)]
     pub accelerator: Option<String>,
+    /// The CPU fast path on the CPU backends (`oml_interfaces::cpu`): `true` (the default) or
+    /// `false` for Burn's ops alone. The CLI's `--cpu-fast-path` and `OML_CPU_FAST_PATH` win.
+    #[serde(default)]
+    pub cpu_fast_path: Option<bool>,
     /// Number of devices.
     #[serde(default)]
     pub devices: Option<usize>,
@@ -457,6 +461,7 @@ pub fn train_postprocessor(
         opts.device.as_deref(),
         config.accelerator.as_deref(),
         config.devices,
+        config.cpu_fast_path,
     )?;
     let device = devices[0].clone();
 

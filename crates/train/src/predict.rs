@@ -97,6 +97,7 @@ pub fn predict(config: &PredictConfig, opts: PredictOptions) -> Result<PredictOu
         opts.device.as_deref(),
         config.accelerator.as_deref(),
         config.devices,
+        config.cpu_fast_path,
     )?
     .remove(0);
     let spec = ExtractorSpec::parse(&config.extractor, "extractor")?;

@@ -70,12 +70,17 @@ pub struct TrainOutcome {
 }
 
 /// Devices of a config: the backend by name (`flag`, else `accelerator`, else the default),
-/// `devices` of them (the same CPU device for CPU backends, GPUs 0..n for wgpu).
+/// `devices` of them (the same CPU device for CPU backends, GPUs 0..n for wgpu). A config's
+/// `cpu_fast_path` fixes the CPU fast path unless the CLI flag or `OML_CPU_FAST_PATH` already did.
 pub fn select_devices(
     flag: Option<&str>,
     accelerator: Option<&str>,
     devices: Option<usize>,
+    cpu_fast_path: Option<bool>,
 ) -> Result<Vec<Device>, TrainError> {
+    if let Some(on) = cpu_fast_path {
+        oml_interfaces::cpu::prefer(on);
+    }
     let name = flag.or(accelerator);
     let first = oml_interfaces::device::select_device(name)?;
     let n = devices.unwrap_or(1);
@@ -221,6 +226,7 @@ pub fn train(config: &TrainConfig, opts: TrainOptions) -> Result<TrainOutcome, T
         opts.device.as_deref(),
         config.accelerator.as_deref(),
         config.devices,
+        config.cpu_fast_path,
     )?;
     let device = devices[0].clone();
 

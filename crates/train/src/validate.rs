@@ -205,6 +205,7 @@ pub fn validate(
         opts.device.as_deref(),
         config.accelerator.as_deref(),
         config.devices,
+        config.cpu_fast_path,
     )?
     .remove(0);
     let spec = ExtractorSpec::parse(&config.extractor, "extractor")?;

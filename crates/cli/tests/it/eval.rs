@@ -31,28 +31,34 @@ fn eval(args: &[&str]) -> Output {
 
 /// `|a - b| <= 1e-5`, or OML's `null` where the project's rule (0 per query) applies: then the
 /// expected mean comes from OML's per-query values with nulls at 0.
-fn check_case(case: &GoldenCase) -> Result<(), String> {
+fn check_case(case: &GoldenCase, extra: &[&str]) -> Result<(), String> {
     let j = &case.json;
     let p = &j["params"];
     let (csv, npy) = (case.sibling("csv"), case.sibling("npy"));
-    let out = eval(&[
-        "--embeddings",
-        npy.to_str().ok_or("path")?,
-        "--dataset",
-        csv.to_str().ok_or("path")?,
-        "--cmc",
-        &list(&p["cmc_top_k"]),
-        "--precision",
-        &list(&p["precision_top_k"]),
-        "--map",
-        &list(&p["map_top_k"]),
-        "--fmr",
-        &list(&p["fmr_vals"]),
-        "--pcf",
-        &list(&p["pcf_variance"]),
-        "--format",
-        "json",
-    ]);
+    let out = eval(
+        &[
+            "--embeddings",
+            npy.to_str().ok_or("path")?,
+            "--dataset",
+            csv.to_str().ok_or("path")?,
+            "--cmc",
+            &list(&p["cmc_top_k"]),
+            "--precision",
+            &list(&p["precision_top_k"]),
+            "--map",
+            &list(&p["map_top_k"]),
+            "--fmr",
+            &list(&p["fmr_vals"]),
+            "--pcf",
+            &list(&p["pcf_variance"]),
+            "--format",
+            "json",
+        ]
+        .iter()
+        .chain(extra)
+        .copied()
+        .collect::<Vec<&str>>(),
+    );
     if !out.status.success() {
         return Err(format!(
             "exit {:?}: {}",
@@ -120,7 +126,11 @@ fn check_case(case: &GoldenCase) -> Result<(), String> {
 
 #[test]
 fn golden_cases_through_oml_eval() {
-    check_all("metrics", check_case);
+    // The CPU fast path (host GEMM, host kNN selection) and Burn's ops alone give OML's numbers.
+    check_all("metrics", |case| {
+        check_case(case, &[])?;
+        check_case(case, &["--cpu-fast-path", "off"]).map_err(|e| format!("fast path off: {e}"))
+    });
 }
 
 /// A scratch folder with a small valid dataset (`d.csv`, `e.npy`).
@@ -230,6 +240,26 @@ fn no_split_column_evaluates_every_row_and_warns_about_queries_without_gallery_l
     let v: Value =
         serde_json::from_str(&std::fs::read_to_string(s.path("out.json")).unwrap()).unwrap();
     assert!((v["OVERALL"]["cmc"]["1"].as_f64().unwrap() - 0.8).abs() < 1e-12);
+}
+
+#[test]
+fn bad_fast_path_switches_are_errors_naming_them() {
+    let s = Scratch::new();
+    s.fails(
+        &["--cpu-fast-path", "maybe"],
+        &["--cpu-fast-path", "on or off"],
+    );
+    let out = Command::new(BIN)
+        .env("OML_CPU_FAST_PATH", "sometimes")
+        .args(["eval", "--embeddings", "e.npy", "--dataset", "d.csv"])
+        .current_dir(s.dir.path())
+        .output()
+        .expect("the oml binary runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("OML_CPU_FAST_PATH"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -268,9 +268,9 @@ impl RowSource for MatRef<'_, f32> {
 /// finished block of `C`'s rows (`rows` is `C[i0 .., ..]`, whole rows): a bias, a residual, an
 /// activation, a softmax.
 ///
-/// `A`'s rows are gathered block by block (at most [`BLOCK_VALUES`] values) from `a`, each
+/// `A`'s rows are gathered block by block (at most 4 Mi values, 16 MiB) from `a`, each
 /// block multiplied by faer on rayon's pool, then finished by the epilogue in parallel tasks of
-/// [`EPILOGUE_ROWS`] rows while the block is still in the last-level cache.
+/// 64 rows while the block is still in the last-level cache.
 pub fn gemm_rows<A, E>(
     a: &A,
     b: MatRef<'_, f32>,

@@ -9,6 +9,7 @@
 //! | `CategoryBalanceSampler` | [`CategoryBalanceSampler`] | `ceil(L / n_labels)` |
 //! | `DistinctCategoryBalanceSampler` | [`DistinctCategoryBalanceSampler`] | `epoch_size` |
 //! | `smart_sample` | [`smart_sample`] | |
+//! | `DataLoader(shuffle=True, drop_last=True)` (`sampler: null`) | [`ShuffledBatches`] | `N / batch_size`, rounded down |
 //! | `SAMPLERS_REGISTRY` + `{name, args}` configs | [`SamplerConfig`], [`SAMPLERS_REGISTRY`] | |
 //! | `DataLoader(batch_sampler=...)`, `DDPSamplerWrapper` | [`PkDataLoader`] (`slice` for multi-device) | |
 //!
@@ -51,6 +52,7 @@ mod config;
 mod groups;
 mod loader;
 mod random;
+mod shuffled;
 
 pub use balance::BalanceSampler;
 pub use category::{CategoryBalanceSampler, DistinctCategoryBalanceSampler};
@@ -61,3 +63,4 @@ pub use config::{
 pub use loader::{LoaderError, PkDataLoader};
 pub use oml_interfaces::{BatchSampler, SamplerError};
 pub use random::{epoch_rng, smart_sample};
+pub use shuffled::ShuffledBatches;

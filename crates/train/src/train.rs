@@ -21,8 +21,7 @@ use oml_interfaces::{
 use oml_logging::{SharedLogger, loggers_from_config};
 use oml_metrics::{EvalHooks, MetricsConfig, QueryGalleryMeta, evaluate};
 use oml_mining::{Category, CriterionConfig, CriterionModule, Label2Category};
-use oml_sampling::{PkDataLoader, SamplerConfig};
-use rand::seq::SliceRandom;
+use oml_sampling::{PkDataLoader, SamplerConfig, ShuffledBatches};
 
 use crate::checkpoint::checkpoint_path;
 use crate::config::{TrainConfig, resolve};
@@ -98,43 +97,6 @@ pub fn select_devices(
             }
         })
         .collect())
-}
-
-/// Batches of `batch_size` random indices per epoch (the last partial batch dropped): the
-/// loader OML uses when `sampler` is null.
-#[derive(Debug, Clone)]
-pub struct ShuffledBatches {
-    n: usize,
-    batch_size: usize,
-    seed: u64,
-}
-
-impl ShuffledBatches {
-    /// Over `0..n`.
-    pub fn new(n: usize, batch_size: usize, seed: u64) -> Self {
-        Self {
-            n,
-            batch_size: batch_size.max(1),
-            seed,
-        }
-    }
-}
-
-impl BatchSampler for ShuffledBatches {
-    fn batch_size(&self) -> usize {
-        self.batch_size
-    }
-    fn num_batches(&self) -> usize {
-        self.n / self.batch_size
-    }
-    fn epoch_batches(&self, epoch: usize) -> Vec<Vec<usize>> {
-        let mut order: Vec<usize> = (0..self.n).collect();
-        order.shuffle(&mut oml_sampling::epoch_rng(self.seed, epoch));
-        order
-            .chunks_exact(self.batch_size)
-            .map(<[usize]>::to_vec)
-            .collect()
-    }
 }
 
 /// Everything validation needs, shared between the baseline, the Learner's validation and the

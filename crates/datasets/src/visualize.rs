@@ -2,11 +2,19 @@
 //! (blue frame, `Query #i`), its top retrieved gallery items (green when relevant, red when not,
 //! black when ground truth is unknown; `Gallery #id - distance`), then ground-truth items (grey,
 //! `GT`). As a PNG grid ([`draw_retrieval_grid`]) or a self-contained HTML page
-//! ([`retrieval_html`]). Titles use a built-in 5×7 bitmap font: no system fonts are needed.
+//! ([`retrieval_html`]). Titles are drawn in DejaVu Sans by `oml-draw` (no system fonts are
+//! needed) and fitted to their cell: a smaller size first, then shorter variants that keep the
+//! distance (`#id - distance`, then the distance alone), then an ellipsis.
 
 use oml_interfaces::datasets::{DatasetError, Rgb, RgbImage, VisualizableDataset};
 use oml_interfaces::{Figure, RetrievalResults};
-use std::sync::OnceLock;
+
+pub use oml_draw::{draw_text, text_width};
+
+/// Preferred size of the cell titles at `text_scale` 1 (the height of a line, in pixels).
+pub const TITLE_PX: f32 = 13.0;
+/// Smallest size a cell title shrinks to at `text_scale` 1 before it is shortened.
+pub const TITLE_MIN_PX: f32 = 9.0;
 
 /// OML's `RED`.
 pub const RED: Rgb = [255, 0, 0];
@@ -84,7 +92,8 @@ pub struct GridOptions {
     pub frame: u32,
     /// Space between cells.
     pub margin: u32,
-    /// Pixel size of one font dot (titles are 7 dots tall).
+    /// Size of the titles as a multiple of [`TITLE_PX`] (and of [`TITLE_MIN_PX`], the size
+    /// they may shrink to so as to fit the cell); 0 counts as 1.
     pub text_scale: u32,
 }
 
@@ -107,9 +116,15 @@ impl GridOptions {
         1 + self.n_galleries_to_show + self.n_gt_to_show
     }
 
-    /// Height of the title strip above each cell.
+    /// `(preferred, minimum)` size of the titles in pixels.
+    pub fn title_px(&self) -> (f32, f32) {
+        let s = self.text_scale.max(1) as f32;
+        (TITLE_PX * s, TITLE_MIN_PX * s)
+    }
+
+    /// Height of the title strip above each cell: a line of title text and 3 pixels.
     pub fn title_height(&self) -> u32 {
-        10 * self.text_scale.max(1)
+        oml_draw::line_height(self.title_px().0) + 3
     }
 
     /// `(width, height)` of the grid for `n_rows` queries.
@@ -146,6 +161,29 @@ pub struct Cell {
     pub side: &'static str,
     /// Position on that side (query position or gallery id).
     pub position: usize,
+    /// Distance to the query, for retrieved items (the number the title ends with).
+    pub distance: Option<f32>,
+}
+
+impl Cell {
+    /// The title and its shorter variants, for a narrow cell: a retrieved item's title gives up
+    /// "Gallery" (`#id - 0.123`), then the id (`0.123`), but keeps the distance.
+    pub fn title_variants(&self) -> Vec<String> {
+        let mut variants = vec![self.title.clone()];
+        if let Some(d) = self.distance {
+            variants.push(format!("#{} - {d:.3}", self.position));
+            variants.push(format!("{d:.3}"));
+        }
+        variants
+    }
+
+    /// The title as drawn in a cell of `opts`: the first of [`Cell::title_variants`] that fits
+    /// the cell width at a size between the options' minimum and preferred title size, else
+    /// the last one cut with an ellipsis ([`oml_draw::fit_first`]).
+    pub fn fitted_title(&self, opts: &GridOptions) -> oml_draw::FittedText {
+        let (px, min_px) = opts.title_px();
+        oml_draw::fit_first(&self.title_variants(), opts.cell, px, min_px)
+    }
 }
 
 /// The cells of the row of query `q`, as OML lays them out.
@@ -156,6 +194,7 @@ pub fn row_cells(rr: &RetrievalResults, q: usize, opts: &GridOptions) -> Vec<Cel
         color: BLUE,
         side: "query",
         position: q,
+        distance: None,
     }];
     let relevant = rr.is_relevant(q);
     for (k, (&id, &d)) in rr
@@ -176,6 +215,7 @@ pub fn row_cells(rr: &RetrievalResults, q: usize, opts: &GridOptions) -> Vec<Cel
             color,
             side: "gallery",
             position: id,
+            distance: Some(d),
         });
     }
     if let Some(gt) = rr.gt_ids(q) {
@@ -186,6 +226,7 @@ pub fn row_cells(rr: &RetrievalResults, q: usize, opts: &GridOptions) -> Vec<Cel
                 color: GRAY,
                 side: "gallery",
                 position: id,
+                distance: None,
             });
         }
     }
@@ -230,17 +271,19 @@ pub fn draw_retrieval_grid(
                 opts.frame,
                 cell.color,
             );
-            let s = opts.text_scale.max(1);
-            let tw = text_width(&cell.title, s);
+            // Centred over the cell; a shrunk title stays centred on the full-size line.
+            let title = cell.fitted_title(opts);
+            let tw = text_width(&title.text, title.px);
             let tx = x0 + opts.cell.saturating_sub(tw) / 2;
+            let ty = y0 - opts.title_height() + 1;
+            let dy = ((opts.title_px().0 - title.px) / 2.0).round() as u32;
             draw_text(
                 &mut canvas,
-                tx,
-                y0 - opts.title_height() + s,
-                &cell.title,
-                s,
-                BLACK,
-                x0 + opts.cell,
+                i64::from(tx),
+                i64::from(ty + dy),
+                &title.text,
+                title.px,
+                image::Rgb(BLACK),
             );
         }
     }
@@ -297,73 +340,6 @@ pub fn to_figure(img: &RgbImage) -> Result<Figure, VisualizeError> {
         height: img.height,
         png: encode_png(img)?,
     })
-}
-
-fn font() -> &'static [[u8; 7]; 95] {
-    static FONT: OnceLock<[[u8; 7]; 95]> = OnceLock::new();
-    FONT.get_or_init(|| {
-        let mut table = [[0x1Fu8; 7]; 95];
-        for line in include_str!("font5x7.txt").lines() {
-            let mut chars = line.chars();
-            let Some(c) = chars.next() else { continue };
-            let rest: Vec<&str> = chars.as_str().split_whitespace().collect();
-            let code = c as usize;
-            if !(32..127).contains(&code) || rest.len() != 7 {
-                continue;
-            }
-            for (r, bits) in rest.iter().enumerate() {
-                table[code - 32][r] = bits
-                    .bytes()
-                    .fold(0u8, |acc, b| (acc << 1) | u8::from(b == b'#'));
-            }
-        }
-        table
-    })
-}
-
-/// Width in pixels of `text` at dot size `scale` (6 dots per character, the last column blank).
-pub fn text_width(text: &str, scale: u32) -> u32 {
-    (text.chars().count() as u32 * 6).saturating_sub(1) * scale
-}
-
-/// Draws `text` with its top-left corner at `(x, y)`, clipped at `x_max` and the image edges.
-/// Characters outside printable ASCII are drawn as `?`.
-pub fn draw_text(
-    img: &mut image::RgbImage,
-    x: u32,
-    y: u32,
-    text: &str,
-    scale: u32,
-    color: Rgb,
-    x_max: u32,
-) {
-    let (w, h) = img.dimensions();
-    let x_max = x_max.min(w);
-    let s = scale.max(1);
-    for (i, ch) in text.chars().enumerate() {
-        let code = if (32..127).contains(&(ch as u32)) {
-            ch as usize
-        } else {
-            '?' as usize
-        };
-        let glyph = font()[code - 32];
-        let gx = x + i as u32 * 6 * s;
-        for (r, bits) in glyph.iter().enumerate() {
-            for c in 0..5u32 {
-                if bits & (0x10 >> c) == 0 {
-                    continue;
-                }
-                for dy in 0..s {
-                    for dx in 0..s {
-                        let (px, py) = (gx + c * s + dx, y + r as u32 * s + dy);
-                        if px < x_max && py < h {
-                            img.put_pixel(px, py, image::Rgb(color));
-                        }
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// Standard base64 with padding.
@@ -437,42 +413,68 @@ pub fn retrieval_html(
 mod tests {
     use super::*;
 
-    #[test]
-    fn font_has_every_printable_ascii_glyph() {
-        let lines: Vec<_> = include_str!("font5x7.txt").lines().collect();
-        assert_eq!(lines.len(), 95);
-        for (i, line) in lines.iter().enumerate() {
-            assert_eq!(
-                line.chars().next().map(|c| c as usize),
-                Some(32 + i),
-                "{line}"
-            );
-            let rows: Vec<_> = line[1..].split_whitespace().collect();
-            assert_eq!(rows.len(), 7, "{line}");
-            assert!(
-                rows.iter()
-                    .all(|r| r.len() == 5 && r.bytes().all(|b| b == b'#' || b == b'.')),
-                "{line}"
-            );
-        }
-        // Space is blank; glyphs are distinct.
-        assert_eq!(font()[0], [0; 7]);
-        let set: std::collections::HashSet<_> = font().iter().collect();
-        assert_eq!(set.len(), 95);
+    fn result(distance: f32, id: usize) -> RetrievalResults {
+        RetrievalResults::new(vec![vec![distance]], vec![vec![id]], None).unwrap()
     }
 
     #[test]
-    fn text_is_drawn_where_measured() {
-        let mut img = image::RgbImage::from_pixel(40, 10, image::Rgb(WHITE));
-        draw_text(&mut img, 1, 1, "T1", 1, BLACK, 40);
-        // `T`: the top bar spans columns 1..6 on row 1.
-        assert!((1..6).all(|x| img.get_pixel(x, 1).0 == BLACK));
-        let inked: Vec<u32> = (0..40)
-            .filter(|&x| (0..10).any(|y| img.get_pixel(x, y).0 == BLACK))
-            .collect();
-        assert_eq!(
-            (inked.first(), inked.last()),
-            (Some(&1), Some(&(1 + text_width("T1", 1) - 1 - 1)))
-        );
+    fn titles_fit_their_cell_and_keep_the_distance() {
+        let rr = result(0.123_456, 1234);
+        for cell in [160, 120, 84, 60, 40] {
+            let opts = GridOptions {
+                cell,
+                ..GridOptions::default()
+            };
+            let cells = row_cells(&rr, 0, &opts);
+            assert_eq!(cells[1].title, "Gallery #1234 - 0.123");
+            assert_eq!(cells[1].distance, Some(0.123_456));
+            for c in &cells {
+                let t = c.fitted_title(&opts);
+                assert!(text_width(&t.text, t.px) <= cell, "{cell}: {t:?}");
+                let (px, min_px) = opts.title_px();
+                assert!(t.px <= px && t.px >= min_px, "{cell}: {t:?}");
+            }
+            let t = cells[1].fitted_title(&opts);
+            assert!(
+                t.text.ends_with("0.123"),
+                "{cell}: the distance is cut: {t:?}"
+            );
+        }
+        // The default 160-pixel cell shows the whole title at the full size.
+        let opts = GridOptions::default();
+        let t = row_cells(&rr, 0, &opts)[1].fitted_title(&opts);
+        assert_eq!((t.text.as_str(), t.px), ("Gallery #1234 - 0.123", TITLE_PX));
+    }
+
+    #[test]
+    fn titles_are_drawn_in_their_strip() {
+        struct Plain;
+        impl VisualizableDataset for Plain {
+            fn visualize(&self, _: usize, _: Rgb) -> Result<RgbImage, DatasetError> {
+                Ok(RgbImage {
+                    width: 4,
+                    height: 4,
+                    data: vec![200; 48],
+                })
+            }
+        }
+        let rr = result(0.5, 0);
+        let side = RetrievalSide {
+            dataset: &Plain,
+            ids: &[0],
+        };
+        let opts = GridOptions {
+            cell: 84,
+            ..GridOptions::default()
+        };
+        let grid = draw_retrieval_grid(&rr, side, side, &[0], &opts).unwrap();
+        for col in 0..2 {
+            let (x, y) = opts.cell_origin(0, col);
+            let dark = (x..x + opts.cell)
+                .flat_map(|xx| (y - opts.title_height()..y).map(move |yy| (xx, yy)))
+                .filter(|&(a, b)| grid.pixel(a, b)[0] < 128)
+                .count();
+            assert!(dark > 20, "column {col}: {dark} dark pixels");
+        }
     }
 }

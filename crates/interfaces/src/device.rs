@@ -134,11 +134,14 @@ pub fn test_device() -> Device {
     select_device(flag.as_deref()).unwrap_or_else(|e| panic!("{TEST_DEVICE_ENV}: {e}"))
 }
 
-/// The `index`-th GPU through wgpu (discrete GPUs in the system's order), for data-parallel
-/// training on several GPUs; `None` when wgpu is not compiled in.
+/// The `index`-th device wgpu finds on this machine (in the order Burn enumerates them), for
+/// data-parallel training on several GPUs; `None` when there is no such device or wgpu is not
+/// compiled in (then callers fall back to one device).
 pub fn wgpu_device(index: usize) -> Option<Device> {
     #[cfg(feature = "wgpu")]
-    return Some(Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(index)));
+    return Device::enumerate(burn::tensor::DeviceType::Wgpu)
+        .into_iter()
+        .nth(index);
     #[cfg(not(feature = "wgpu"))]
     {
         let _ = index;

@@ -47,7 +47,6 @@ pub mod config;
 pub mod fanout;
 pub mod flatten;
 mod flush;
-mod font;
 pub mod local;
 pub mod mlflow;
 pub mod plot;

@@ -1,10 +1,11 @@
 //! Line plots of metrics (e.g. over epochs) drawn in Rust straight to PNG: axes with "nice"
-//! ticks, one coloured line per series, a legend and a title in a small bitmap font.
+//! ticks, one coloured line per series, a legend and a title, with text in DejaVu Sans
+//! (`oml-draw`).
 
 use image::{Rgb, RgbImage};
+use oml_draw::{dot, draw_text, fit_text, line, line_height, text_width};
 use oml_interfaces::{Figure, LoggerError};
 
-use crate::font::{GLYPH_H, draw_text, text_width};
 use crate::record::ScalarRecord;
 use crate::util::invalid;
 
@@ -25,6 +26,14 @@ pub const PALETTE: [[u8; 3]; 10] = [
 const WHITE: Rgb<u8> = Rgb([255, 255, 255]);
 const BLACK: Rgb<u8> = Rgb([0, 0, 0]);
 const GRID: Rgb<u8> = Rgb([225, 225, 225]);
+
+/// Size of tick labels, axis labels and legend entries (the height of a line, in pixels).
+const LABEL_PX: f32 = 12.0;
+/// Size of the title; a title too wide for the plot shrinks down to `TITLE_MIN_PX`, then is cut
+/// with an ellipsis.
+const TITLE_PX: f32 = 16.0;
+/// See [`TITLE_PX`].
+const TITLE_MIN_PX: f32 = 11.0;
 
 /// A line plot: build with [`LinePlot::new`] and the `with`-style methods, then
 /// [`render`](LinePlot::render) to a PNG [`Figure`].
@@ -125,8 +134,17 @@ impl LinePlot {
         let (x0, x1) = (x0.min(xt[0]), x1.max(*xt.last().unwrap_or(&x1)));
         let (y0, y1) = (y0.min(yt[0]), y1.max(*yt.last().unwrap_or(&y1)));
         let ylabels: Vec<String> = yt.iter().map(|v| tick_label(*v, step_of(&yt))).collect();
-        let left = ylabels.iter().map(|l| text_width(l, 1)).max().unwrap_or(0) + 14;
-        let (top, right, bottom) = (30u32, 16u32, 36u32);
+        let left = ylabels
+            .iter()
+            .map(|l| text_width(l, LABEL_PX))
+            .max()
+            .unwrap_or(0)
+            + 14;
+        // Rows of text: the title (4 px from the top), the y label under it, the plot, the x
+        // tick labels and the x label.
+        let label_h = line_height(LABEL_PX);
+        let top = 4 + line_height(TITLE_PX) + 2 + label_h + 4;
+        let (right, bottom) = (16u32, 6 + label_h + 2 + label_h + 2);
         let (pl, pr, pt, pb) = (
             left as f64,
             (w - right) as f64,
@@ -147,10 +165,10 @@ impl LinePlot {
             line(&mut img, pl - 4.0, py, pl, py, BLACK, 1);
             draw_text(
                 &mut img,
-                pl as i64 - 7 - i64::from(text_width(label, 1)),
-                py as i64 - 3,
+                pl as i64 - 7 - i64::from(text_width(label, LABEL_PX)),
+                py as i64 - i64::from(label_h / 2),
                 label,
-                1,
+                LABEL_PX,
                 BLACK,
             );
         }
@@ -162,10 +180,10 @@ impl LinePlot {
             let label = tick_label(*v, xstep);
             draw_text(
                 &mut img,
-                px as i64 - i64::from(text_width(&label, 1) / 2),
-                pb as i64 + 7,
+                px as i64 - i64::from(text_width(&label, LABEL_PX) / 2),
+                pb as i64 + 6,
                 &label,
-                1,
+                LABEL_PX,
                 BLACK,
             );
         }
@@ -195,26 +213,31 @@ impl LinePlot {
         }
 
         // Title, axis labels, legend.
-        let title_scale = if text_width(&self.title, 2) + 8 <= w {
-            2
-        } else {
-            1
-        };
-        let tx = (i64::from(w) - i64::from(text_width(&self.title, title_scale))) / 2;
-        draw_text(&mut img, tx.max(2), 6, &self.title, title_scale, BLACK);
+        let title = fit_text(&self.title, w - 8, TITLE_PX, TITLE_MIN_PX);
+        let tx = (i64::from(w) - i64::from(text_width(&title.text, title.px))) / 2;
+        // A shrunk title stays centred on the line of a full-size one.
+        let ty = 4 + ((TITLE_PX - title.px) / 2.0).round() as i64;
+        draw_text(&mut img, tx.max(4), ty, &title.text, title.px, BLACK);
         if !self.x_label.is_empty() {
-            let lx = (pl + pr) / 2.0 - f64::from(text_width(&self.x_label, 1)) / 2.0;
+            let lx = (pl + pr) / 2.0 - f64::from(text_width(&self.x_label, LABEL_PX)) / 2.0;
             draw_text(
                 &mut img,
                 lx as i64,
-                i64::from(h) - 2 - i64::from(GLYPH_H),
+                i64::from(h - 2 - label_h),
                 &self.x_label,
-                1,
+                LABEL_PX,
                 BLACK,
             );
         }
         if !self.y_label.is_empty() {
-            draw_text(&mut img, 2, top as i64 - 10, &self.y_label, 1, BLACK);
+            draw_text(
+                &mut img,
+                4,
+                i64::from(top - 4 - label_h),
+                &self.y_label,
+                LABEL_PX,
+                BLACK,
+            );
         }
         let named: Vec<(usize, &String)> = self
             .series
@@ -226,17 +249,26 @@ impl LinePlot {
         if named.len() > 1 {
             let lw = named
                 .iter()
-                .map(|(_, n)| text_width(n, 1))
+                .map(|(_, n)| text_width(n, LABEL_PX))
                 .max()
                 .unwrap_or(0)
                 + 22;
             let lx = pr - f64::from(lw) - 6.0;
             let mut ly = pt + 6.0;
+            let half = f64::from(label_h / 2);
             for (i, name) in named {
                 let c = Rgb(PALETTE[i % PALETTE.len()]);
-                line(&mut img, lx, ly + 3.0, lx + 14.0, ly + 3.0, c, 2);
-                draw_text(&mut img, lx as i64 + 18, ly as i64, name, 1, BLACK);
-                ly += 11.0;
+                line(
+                    &mut img,
+                    lx,
+                    ly + half - 1.0,
+                    lx + 14.0,
+                    ly + half - 1.0,
+                    c,
+                    2,
+                );
+                draw_text(&mut img, lx as i64 + 18, ly as i64, name, LABEL_PX, BLACK);
+                ly += f64::from(label_h + 4);
             }
         }
         img
@@ -302,49 +334,6 @@ fn tick_label(v: f64, step: f64) -> String {
     }
     let decimals = (-step.log10().floor()).max(0.0) as usize;
     format!("{v:.decimals$}")
-}
-
-fn put(img: &mut RgbImage, x: i64, y: i64, c: Rgb<u8>) {
-    if x >= 0 && y >= 0 && (x as u32) < img.width() && (y as u32) < img.height() {
-        img.put_pixel(x as u32, y as u32, c);
-    }
-}
-
-/// Bresenham's line, `thick` pixels wide (drawn as `thick`×`thick` squares).
-fn line(img: &mut RgbImage, x0: f64, y0: f64, x1: f64, y1: f64, c: Rgb<u8>, thick: i64) {
-    let (mut x, mut y) = (x0.round() as i64, y0.round() as i64);
-    let (xe, ye) = (x1.round() as i64, y1.round() as i64);
-    let (dx, dy) = ((xe - x).abs(), -(ye - y).abs());
-    let (sx, sy) = (if x < xe { 1 } else { -1 }, if y < ye { 1 } else { -1 });
-    let mut err = dx + dy;
-    loop {
-        for ox in 0..thick {
-            for oy in 0..thick {
-                put(img, x + ox, y + oy, c);
-            }
-        }
-        if x == xe && y == ye {
-            break;
-        }
-        let e2 = 2 * err;
-        if e2 >= dy {
-            err += dy;
-            x += sx;
-        }
-        if e2 <= dx {
-            err += dx;
-            y += sy;
-        }
-    }
-}
-
-fn dot(img: &mut RgbImage, x: f64, y: f64, c: Rgb<u8>) {
-    let (cx, cy) = (x.round() as i64, y.round() as i64);
-    for ox in -2..=3 {
-        for oy in -2..=3 {
-            put(img, cx + ox, cy + oy, c);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -429,6 +418,19 @@ mod tests {
             LinePlot::new("t").size(10, 10).render(),
             Err(LoggerError::Invalid { .. })
         ));
+    }
+
+    #[test]
+    fn titles_keep_their_case_and_fit_the_width() {
+        let lower = decode(&LinePlot::new("cmc@1").render().unwrap());
+        let upper = decode(&LinePlot::new("CMC@1").render().unwrap());
+        assert_ne!(lower, upper, "lower case is drawn as lower case");
+        let long = "a very long title that cannot fit at any size ".repeat(6);
+        let img = decode(&LinePlot::new(&long).size(200, 150).render().unwrap());
+        let white = |x: u32, y: u32| img.get_pixel(x, y).0 == [255; 3];
+        // The title (rows 0..22) stays 4 pixels away from both sides, and has ink.
+        assert!((0..22).all(|y| (0..4).chain(196..200).all(|x| white(x, y))));
+        assert!((0..22).any(|y| (4..196).any(|x| !white(x, y))));
     }
 
     #[test]

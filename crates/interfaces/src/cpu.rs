@@ -7,7 +7,7 @@
 //!   (`oml-retrieval`);
 //! - the miners' `B×B` distance matrix (`oml-mining`);
 //! - extractor inference without autodiff: linear layers, attention and convolutions (as an
-//!   implicit GEMM over channels-last activations) on `oml-gemm`, with the bias, BatchNorm,
+//!   implicit GEMM over channels-last activations) on faer, with the bias, BatchNorm,
 //!   residual and activation applied as each block of the product is finished (`oml-models`).
 //!
 //! Training (autodiff) and the accelerators always run Burn's ops. Burn's own CPU products

@@ -314,7 +314,7 @@ pub fn run(args: Args, device: &Device) -> Result<()> {
         )
     };
     // On CPU backends the kNN runs the host GEMM (`oml_interfaces::cpu`), so that is the bound.
-    let host = oml::interfaces::cpu::is_host_backend(device);
+    let host = oml::interfaces::cpu::applies(device);
     let mut out = vec![0f32; if host { b * b } else { 0 }];
     let gemm_s = measure(
         "metrics",

@@ -216,7 +216,8 @@ fn load(args: &Args) -> Result<Loaded> {
     })
 }
 
-/// The report as an aligned table: one row per metric and parameter, one column per category.
+/// The report as the CLI's aligned table (`oml_train::progress::table`): one row per metric and
+/// parameter, one column per category.
 fn table(report: &MetricsReport) -> String {
     let mut cats: Vec<&String> = report
         .categories
@@ -261,48 +262,23 @@ fn table(report: &MetricsReport) -> String {
         Some(v) => format!("{v:.4}"),
         None => "-".to_string(),
     };
-    let mut lines = vec![
-        std::iter::once("metric".to_string())
-            .chain(cats.iter().map(|c| c.to_string()))
-            .collect::<Vec<_>>(),
-    ];
-    for (m, p) in &rows {
-        let label = if m.contains('@') {
-            format!("{m}={p}")
-        } else {
-            format!("{m}@{p}")
-        };
-        let mut line = vec![label];
-        line.extend(cats.iter().map(|c| cell(c, m, p)));
-        lines.push(line);
-    }
-    let widths: Vec<usize> = (0..lines[0].len())
-        .map(|j| {
-            lines
-                .iter()
-                .map(|l| l[j].chars().count())
-                .max()
-                .unwrap_or(0)
+    let header: Vec<&str> = std::iter::once("metric")
+        .chain(cats.iter().map(|c| c.as_str()))
+        .collect();
+    let lines: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(m, p)| {
+            let label = if m.contains('@') {
+                format!("{m}={p}")
+            } else {
+                format!("{m}@{p}")
+            };
+            std::iter::once(label)
+                .chain(cats.iter().map(|c| cell(c, m, p)))
+                .collect()
         })
         .collect();
-    lines
-        .iter()
-        .map(|l| {
-            l.iter()
-                .enumerate()
-                .map(|(j, s)| {
-                    if j == 0 {
-                        format!("{s:<w$}", w = widths[j])
-                    } else {
-                        format!("{s:>w$}", w = widths[j])
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("  ")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n"
+    oml::train::progress::table(&header, &lines) + "\n"
 }
 
 /// Replaces `path` with `content` atomically (temporary file in the same folder, then rename).

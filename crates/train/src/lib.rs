@@ -61,6 +61,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod eval;
 pub mod extractor;
 pub mod history;
 pub mod loaders;

@@ -8,11 +8,11 @@
 
 use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use oml::datasets::dataframe::{ReadOptions, Split, read_dataframe};
-use oml::datasets::npy::read_npy;
+use oml::datasets::dataframe::Split;
 use oml::interfaces::{MetricsReport, OVERALL};
-use oml::metrics::{EvalHooks, MetricsConfig, NoGtPrecision, QueryGalleryMeta, evaluate};
+use oml::metrics::{EvalHooks, MetricsConfig, NoGtPrecision, evaluate};
 use oml::retrieval::KnnConfig;
+use oml::train::eval::load_eval_data;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -117,103 +117,6 @@ fn parse_fractions(flag: &str, text: &str) -> Result<Vec<f64>> {
             Err(_) => bail!("--{flag}: `{s}` is not a number"),
         })
         .collect()
-}
-
-/// The data of the evaluated rows.
-struct Loaded {
-    embeddings: Vec<f32>,
-    dim: usize,
-    meta: QueryGalleryMeta,
-    warnings: Vec<String>,
-}
-
-fn load(args: &Args) -> Result<Loaded> {
-    let options = ReadOptions {
-        require_split: false,
-        require_query_labels_in_gallery: false,
-        ..Default::default()
-    };
-    let df = read_dataframe(&args.dataset, &options)?;
-    let npy = read_npy(&args.embeddings)?;
-    let [rows, dim] = npy.dims2(&args.embeddings)?;
-    if !npy.is_float() {
-        bail!(
-            "{}: dtype {} is not a float type: embeddings must be float32 or float64",
-            args.embeddings.display(),
-            npy.dtype
-        );
-    }
-    if rows != df.rows.len() {
-        bail!(
-            "{} has {rows} rows but {} has {} data rows: there must be one embedding per CSV row",
-            args.embeddings.display(),
-            args.dataset.display(),
-            df.rows.len()
-        );
-    }
-    if dim == 0 {
-        bail!("{}: embeddings have dimension 0", args.embeddings.display());
-    }
-    if let Some(p) = npy.data.iter().position(|x| !x.is_finite()) {
-        let (r, c) = (p / dim, p % dim);
-        bail!(
-            "{}: row {r} (CSV row {}), column {c} is {}: embeddings must be finite",
-            args.embeddings.display(),
-            df.rows[r].row,
-            npy.data[p]
-        );
-    }
-    let split = match args.split {
-        SplitArg::Validation => Split::Validation,
-        SplitArg::Train => Split::Train,
-    };
-    let keep: Vec<usize> = (0..rows)
-        .filter(|&i| !df.columns.split || df.rows[i].split == split)
-        .collect();
-    if keep.is_empty() {
-        bail!("{}: no row has split `{split}`", args.dataset.display());
-    }
-    let mut embeddings = Vec::with_capacity(keep.len() * dim);
-    for &i in &keep {
-        embeddings.extend_from_slice(&npy.data[i * dim..(i + 1) * dim]);
-    }
-    let pick = |f: &dyn Fn(usize) -> Option<String>| -> Option<Vec<String>> {
-        keep.iter().map(|&i| f(i)).collect()
-    };
-    let mut meta = QueryGalleryMeta::new(
-        keep.iter().map(|&i| df.rows[i].label).collect(),
-        keep.iter().map(|&i| df.rows[i].is_query).collect(),
-        keep.iter().map(|&i| df.rows[i].is_gallery).collect(),
-    );
-    if df.columns.category {
-        meta.categories = pick(&|i| df.rows[i].category.clone());
-    }
-    if df.columns.sequence {
-        meta.sequences = pick(&|i| df.rows[i].sequence.clone());
-    }
-    if !meta.is_query.iter().any(|&q| q) {
-        bail!(
-            "{}: no row of split `{split}` is a query (is_query is False everywhere)",
-            args.dataset.display()
-        );
-    }
-    if !meta.is_gallery.iter().any(|&g| g) {
-        bail!(
-            "{}: no row of split `{split}` is a gallery item (is_gallery is False everywhere)",
-            args.dataset.display()
-        );
-    }
-    let warnings = df
-        .warnings
-        .iter()
-        .map(|w| format!("{}: {w}", args.dataset.display()))
-        .collect();
-    Ok(Loaded {
-        embeddings,
-        dim,
-        meta,
-        warnings,
-    })
 }
 
 /// The report as the CLI's aligned table (`oml_train::progress::table`): one row per metric and
@@ -325,7 +228,11 @@ pub fn run(args: Args) -> Result<()> {
     let device = oml::interfaces::device::select_device(args.device.as_deref())?;
 
     let t0 = Instant::now();
-    let data = load(&args)?;
+    let split = match args.split {
+        SplitArg::Validation => Split::Validation,
+        SplitArg::Train => Split::Train,
+    };
+    let data = load_eval_data(&args.embeddings, &args.dataset, split)?;
     for w in &data.warnings {
         eprintln!("warning: {w}");
     }

@@ -231,7 +231,8 @@ fn product(c: MatMut<'_, f32>, a: MatRef<'_, f32>, b: MatRef<'_, f32>) {
     faer::linalg::matmul::matmul(c, Accum::Replace, a, b, 1.0, par);
 }
 
-/// Multiply-adds under which a product runs on one thread (a few hundredths of a millisecond of work).
+/// Multiply-adds under which a product runs on one thread (8 Mi: sharing smaller products costs
+/// more in synchronisation than it saves; not tuned).
 const PARALLEL_WORK: usize = 1 << 23;
 
 /// Values of `A` gathered per block by [`gemm_rows`] (16 MiB): large blocks keep faer's
@@ -246,8 +247,13 @@ const EPILOGUE_ROWS: usize = 64;
 pub trait RowSource: Sync {
     /// `[m, k]`.
     fn shape(&self) -> [usize; 2];
-    /// Writes `A[i, p0 .. p0 + out.len()]` into `out`.
-    fn fill_row(&self, i: usize, p0: usize, out: &mut [f32]);
+    /// Writes row `i` (its `k` values) into `out`.
+    fn fill_row(&self, i: usize, out: &mut [f32]);
+    /// The rows as a matrix view when they already are one: [`gemm_rows`] then reads them in
+    /// place instead of gathering them.
+    fn as_matrix(&self) -> Option<MatRef<'_, f32>> {
+        None
+    }
 }
 
 impl RowSource for MatRef<'_, f32> {
@@ -255,12 +261,14 @@ impl RowSource for MatRef<'_, f32> {
         [self.nrows(), self.ncols()]
     }
 
-    fn fill_row(&self, i: usize, p0: usize, out: &mut [f32]) {
-        let row = self.row(i).subcols(p0, out.len());
-        match row.try_as_row_major() {
-            Some(r) => out.copy_from_slice(r.as_slice()),
-            None => out.iter_mut().zip(row.iter()).for_each(|(o, v)| *o = *v),
-        }
+    fn fill_row(&self, i: usize, out: &mut [f32]) {
+        out.iter_mut()
+            .zip(self.row(i).iter())
+            .for_each(|(o, v)| *o = *v);
+    }
+
+    fn as_matrix(&self) -> Option<MatRef<'_, f32>> {
+        Some(*self)
     }
 }
 
@@ -268,9 +276,9 @@ impl RowSource for MatRef<'_, f32> {
 /// finished block of `C`'s rows (`rows` is `C[i0 .., ..]`, whole rows): a bias, a residual, an
 /// activation, a softmax.
 ///
-/// `A`'s rows are gathered block by block (at most 4 Mi values, 16 MiB) from `a`, each
-/// block multiplied by faer on rayon's pool, then finished by the epilogue in parallel tasks of
-/// 64 rows while the block is still in the last-level cache.
+/// `A` is taken block by block (at most 4 Mi values, 16 MiB): read in place when `a` is a matrix
+/// view, gathered row by row otherwise (a convolution's rows). Each block is multiplied by faer
+/// on rayon's pool, then finished by the epilogue in parallel tasks of 64 rows.
 pub fn gemm_rows<A, E>(
     a: &A,
     b: MatRef<'_, f32>,
@@ -295,21 +303,26 @@ where
         return Ok(());
     }
     let rows = (BLOCK_VALUES / k.max(1)).clamp(1, m);
-    let mut gathered = vec![0f32; rows * k];
+    let direct = a.as_matrix();
+    let mut gathered = match direct {
+        Some(_) => Vec::new(),
+        None => vec![0f32; rows * k],
+    };
     for (block, c_block) in c.chunks_mut(rows * n).enumerate() {
         let (i0, r) = (block * rows, c_block.len() / n);
-        let a_block = &mut gathered[..r * k];
-        if k > 0 {
-            a_block
-                .par_chunks_mut(k)
-                .enumerate()
-                .for_each(|(i, row)| a.fill_row(i0 + i, 0, row));
-        }
-        product(
-            MatMut::from_row_major_slice_mut(c_block, r, n),
-            MatRef::from_row_major_slice(a_block, r, k),
-            b,
-        );
+        let a_block = match direct {
+            Some(matrix) => matrix.subrows(i0, r),
+            None => {
+                let buf = &mut gathered[..r * k];
+                if k > 0 {
+                    buf.par_chunks_mut(k)
+                        .enumerate()
+                        .for_each(|(i, row)| a.fill_row(i0 + i, row));
+                }
+                MatRef::from_row_major_slice(buf, r, k)
+            }
+        };
+        product(MatMut::from_row_major_slice_mut(c_block, r, n), a_block, b);
         c_block
             .par_chunks_mut(EPILOGUE_ROWS * n)
             .enumerate()
@@ -495,9 +508,21 @@ mod tests {
         out
     }
 
+    /// A matrix that only hands out rows, so that [`gemm_rows`] gathers them.
+    struct Gathered<'a>(MatRef<'a, f32>);
+
+    impl RowSource for Gathered<'_> {
+        fn shape(&self) -> [usize; 2] {
+            RowSource::shape(&self.0)
+        }
+        fn fill_row(&self, i: usize, out: &mut [f32]) {
+            self.0.fill_row(i, out)
+        }
+    }
+
     #[test]
     fn gemm_rows_matches_the_oracle_with_the_epilogue_once_per_row() {
-        // The last shape spans two gathered blocks (m·k > BLOCK_VALUES).
+        // The last shape spans two blocks (m·k > BLOCK_VALUES).
         for &(m, k, n) in &[(1, 1, 1), (65, 3, 7), (130, 300, 70), (2100, 2100, 3)] {
             let a = values(m * k, (m + 13 * k) as u64);
             let b = values(k * n, (n + 7 * k) as u64);
@@ -510,21 +535,26 @@ mod tests {
                     MatRef::from_row_major_slice(&bt, n, k).transpose(),
                 ),
             ] {
-                let mut c = vec![f32::NAN; m * n];
                 let av = MatRef::from_row_major_slice(&a, m, k);
-                // Adds each row's index: a row finished twice or never shows.
-                gemm_rows(&av, bv, &mut c, |i0, rows| {
-                    for (r, row) in rows.chunks_exact_mut(n).enumerate() {
-                        row.iter_mut().for_each(|v| *v += (i0 + r) as f32);
-                    }
-                })
-                .unwrap();
                 let shifted: Vec<f32> = want
                     .iter()
                     .enumerate()
                     .map(|(i, w)| w + (i / n) as f32)
                     .collect();
-                assert_close(&c, &shifted, &format!("{m}x{k}x{n} {layout}"));
+                // Read in place (a matrix view) and gathered row by row (any other source).
+                let sources: [(&str, &dyn RowSource); 2] =
+                    [("in place", &av), ("gathered", &Gathered(av))];
+                for (how, source) in sources {
+                    let mut c = vec![f32::NAN; m * n];
+                    // Adds each row's index: a row finished twice or never shows.
+                    gemm_rows(source, bv, &mut c, |i0, rows| {
+                        for (r, row) in rows.chunks_exact_mut(n).enumerate() {
+                            row.iter_mut().for_each(|v| *v += (i0 + r) as f32);
+                        }
+                    })
+                    .unwrap();
+                    assert_close(&c, &shifted, &format!("{m}x{k}x{n} {layout}, {how}"));
+                }
             }
         }
     }

@@ -219,47 +219,38 @@ impl RowSource for ConvRows<'_> {
         ]
     }
 
-    fn fill_row(&self, i: usize, p0: usize, out: &mut [f32]) {
+    fn fill_row(&self, i: usize, out: &mut [f32]) {
         let [_, h, w, c] = self.x.dims;
         let [oh, ow] = self.out;
         let (image, oy, ox) = (i / (oh * ow), i / ow % oh, i % ow);
         let [_, kw] = self.conv.kernel;
         let ([sh, sw], [dh, dw]) = (self.conv.stride, self.conv.dilation);
         let [pt, pl, _, _] = self.conv.padding;
-        let run = kw * c;
-        let (mut p, mut out) = (p0, out);
-        // One piece per kernel row `ki`: the `kw·C` values it sees, or part of them.
-        while !out.is_empty() {
-            let (ki, from) = (p / run, p % run);
-            let len = (run - from).min(out.len());
-            let (piece, rest) = out.split_at_mut(len);
-            (p, out) = (p + len, rest);
+        // One piece per kernel row `ki`: the `kw·C` values it sees.
+        for (ki, piece) in out.chunks_exact_mut(kw * c).enumerate() {
             let iy = (oy * sh + ki * dh).checked_sub(pt).filter(|&iy| iy < h);
             let Some(iy) = iy else {
                 piece.fill(0.0);
                 continue;
             };
             let line = &self.x.data[((image * h + iy) * w) * c..][..w * c];
-            // Input column of tap `kj` is `ox·sw + kj·dw − pl`: inside `0..w` or padding.
-            let col = |kj: usize| (ox * sw + kj * dw).checked_sub(pl).filter(|&ix| ix < w);
             if dw == 1 {
                 // The taps' columns are adjacent: the in-bounds ones, `first..last`, are one
                 // slice of `line` (tap `kj` reads column `ox·sw + kj − pl`).
                 let first = pl.saturating_sub(ox * sw).min(kw);
                 let last = (w + pl).saturating_sub(ox * sw).clamp(first, kw);
-                let (lo, hi) = (
-                    (first * c).clamp(from, from + len),
-                    (last * c).clamp(from, from + len),
-                );
-                piece[..lo - from].fill(0.0);
-                piece[hi - from..].fill(0.0);
-                if hi > lo {
-                    let start = (ox * sw + first).saturating_sub(pl) * c + (lo - first * c);
-                    piece[lo - from..hi - from].copy_from_slice(&line[start..][..hi - lo]);
+                piece[..first * c].fill(0.0);
+                piece[last * c..].fill(0.0);
+                if last > first {
+                    let start = (ox * sw + first).saturating_sub(pl) * c;
+                    piece[first * c..last * c]
+                        .copy_from_slice(&line[start..][..(last - first) * c]);
                 }
             } else {
+                // Input column of tap `kj` is `ox·sw + kj·dw − pl`: inside `0..w` or padding.
+                let col = |kj: usize| (ox * sw + kj * dw).checked_sub(pl).filter(|&ix| ix < w);
                 for (q, v) in piece.iter_mut().enumerate() {
-                    let (kj, ch) = ((from + q) / c, (from + q) % c);
+                    let (kj, ch) = (q / c, q % c);
                     *v = col(kj).map_or(0.0, |ix| line[ix * c + ch]);
                 }
             }

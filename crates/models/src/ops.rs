@@ -19,10 +19,10 @@ use rayon::prelude::*;
 
 /// `layer.forward(x)`; at inference on a CPU backend (no autodiff) through the host GEMM.
 ///
-/// burn-flex's own GEMM kernel spills its accumulators to the stack and ran the ViT's linear
-/// layers at about 21 GFLOP/s on a 2-core machine; [`oml_interfaces::cpu::gemm_rows`] (faer) runs the same
-/// products several times faster (`docs/models.md`). Training keeps Burn's path, which
-/// records the operation for the backward pass.
+/// Inference through Burn's layers measured 3–4× slower on a 2-core machine than through
+/// [`oml_interfaces::cpu::gemm_rows`] (faer) with the bias and activation fused
+/// (`docs/models.md`, "Speed"). Training keeps Burn's path, which records the operation for the
+/// backward pass.
 ///
 /// # Shapes
 /// `[..., d_input] -> [..., d_output]`.

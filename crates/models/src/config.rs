@@ -499,47 +499,35 @@ impl Pretrained for AnyExtractor {
 // The concrete extractors' `save` / `load` and the MLP's `Pretrained` are written here, next to
 // the configs they store or parse: the extractor modules do not depend on this registry.
 
-impl ResnetExtractor {
-    /// Saves the weights and the config as burnpack (load back with [`Self::load`] or
-    /// [`AnyExtractor::load`]).
-    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
-        save_with_config(self, &ExtractorConfig::Resnet(self.config.clone()), path)
-    }
+/// `save` and `load` of a concrete extractor whose config is stored as
+/// `ExtractorConfig::$variant`.
+macro_rules! saved_extractor {
+    ($extractor:ty, $variant:ident) => {
+        impl $extractor {
+            /// Saves the weights and the config as burnpack (load back with [`Self::load`] or
+            /// [`AnyExtractor::load`]).
+            pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+                save_with_config(self, &ExtractorConfig::$variant(self.config.clone()), path)
+            }
 
-    /// Rebuilds an extractor saved by [`Self::save`].
-    pub fn load(path: &Path, device: &Device) -> Result<Self, ModelError> {
-        match read_saved_config(path)? {
-            ExtractorConfig::Resnet(config) => Ok(crate::checkpoint::load_burnpack(
-                config.init(device)?,
-                path,
-                &LoadOptions::default(),
-            )?
-            .0),
-            other => Err(wrong_saved_kind(path, other.name())),
+            /// Rebuilds an extractor saved by [`Self::save`].
+            pub fn load(path: &Path, device: &Device) -> Result<Self, ModelError> {
+                match read_saved_config(path)? {
+                    ExtractorConfig::$variant(config) => Ok(crate::checkpoint::load_burnpack(
+                        config.init(device)?,
+                        path,
+                        &LoadOptions::default(),
+                    )?
+                    .0),
+                    other => Err(wrong_saved_kind(path, other.name())),
+                }
+            }
         }
-    }
+    };
 }
 
-impl ViTExtractor {
-    /// Saves the weights and the config as burnpack (load back with [`Self::load`] or
-    /// [`AnyExtractor::load`]).
-    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
-        save_with_config(self, &ExtractorConfig::Vit(self.config.clone()), path)
-    }
-
-    /// Rebuilds an extractor saved by [`Self::save`].
-    pub fn load(path: &Path, device: &Device) -> Result<Self, ModelError> {
-        match read_saved_config(path)? {
-            ExtractorConfig::Vit(config) => Ok(crate::checkpoint::load_burnpack(
-                config.init(device)?,
-                path,
-                &LoadOptions::default(),
-            )?
-            .0),
-            other => Err(wrong_saved_kind(path, other.name())),
-        }
-    }
-}
+saved_extractor!(ResnetExtractor, Resnet);
+saved_extractor!(ViTExtractor, Vit);
 
 impl Pretrained for ExtractorWithMLP<ViTExtractor> {
     fn registry() -> &'static [PretrainedEntry] {

@@ -26,11 +26,7 @@ struct Cli {
 }
 
 fn on_off(value: &str) -> Result<bool, String> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "on" => Ok(true),
-        "off" => Ok(false),
-        _ => Err(format!("expected on or off, got {value:?}")),
-    }
+    oml::interfaces::cpu::parse_switch(value).ok_or(format!("expected on or off, got {value:?}"))
 }
 
 #[derive(Subcommand, Debug)]

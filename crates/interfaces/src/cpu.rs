@@ -73,8 +73,9 @@ pub enum PolicyError {
     },
 }
 
-/// Parses an on/off word.
-fn parse(value: &str) -> Option<bool> {
+/// Parses an on/off word (`on`/`off`, `1`/`0`, `true`/`false`, `yes`/`no`, any case): the
+/// values [`ENV`] and the CLI's `--cpu-fast-path` accept.
+pub fn parse_switch(value: &str) -> Option<bool> {
     match value.trim().to_ascii_lowercase().as_str() {
         "on" | "1" | "true" | "yes" => Some(true),
         "off" | "0" | "false" | "no" => Some(false),
@@ -86,7 +87,7 @@ fn parse(value: &str) -> Option<bool> {
 /// when it is not an on/off word. Binaries call it at start-up to report a bad value.
 pub fn policy_from_env() -> Result<Option<bool>, PolicyError> {
     match std::env::var(ENV) {
-        Ok(v) if !v.trim().is_empty() => parse(&v)
+        Ok(v) if !v.trim().is_empty() => parse_switch(&v)
             .map(Some)
             .ok_or(PolicyError::BadValue { value: v }),
         _ => Ok(None),
@@ -338,12 +339,12 @@ mod tests {
     #[test]
     fn on_off_words() {
         for w in ["on", "1", "TRUE", " yes "] {
-            assert_eq!(parse(w), Some(true), "{w}");
+            assert_eq!(parse_switch(w), Some(true), "{w}");
         }
         for w in ["off", "0", "false", "No"] {
-            assert_eq!(parse(w), Some(false), "{w}");
+            assert_eq!(parse_switch(w), Some(false), "{w}");
         }
-        assert_eq!(parse("maybe"), None);
+        assert_eq!(parse_switch("maybe"), None);
     }
 
     #[test]

@@ -968,12 +968,15 @@ impl Dataframe {
         String::from_utf8(bytes).unwrap_or_default()
     }
 
-    /// Writes [`to_csv_string`](Self::to_csv_string) to `path`.
+    /// Writes [`to_csv_string`](Self::to_csv_string) to `path` atomically
+    /// ([`oml_interfaces::fs::write_atomic`]).
     pub fn write_csv(&self, path: impl AsRef<Path>) -> Result<(), DataframeError> {
         let path = path.as_ref();
-        std::fs::write(path, self.to_csv_string()).map_err(|source| DataframeError::Io {
-            path: path.to_path_buf(),
-            source,
+        oml_interfaces::fs::write_atomic(path, self.to_csv_string().as_bytes()).map_err(|source| {
+            DataframeError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
         })
     }
 

@@ -212,14 +212,13 @@ pub fn prepare_data(
     match prep.name.as_str() {
         "fashion_mnist" => {
             let a: FashionMnistArgs = section(prep.args_object(), &format!("{key}.args"))?;
-            // the converter's own CSV goes under a scratch name; the real one is written last,
-            // atomically: a killed conversion leaves no CSV and is redone
-            let tmp_name = format!(".{dataframe_name}.partial");
+            // the converter writes the CSV last and atomically: a killed conversion leaves no
+            // CSV and is redone
             let opts = oml_datasets::fashion_mnist::ConvertOptions {
                 train_classes: a.train_classes,
                 limit: a.limit,
                 with_categories: a.with_categories,
-                csv_name: tmp_name.clone(),
+                csv_name: dataframe_name.to_string(),
             };
             let report =
                 oml_datasets::fashion_mnist::convert_dir(&a.source, root, &opts).map_err(|e| {
@@ -228,10 +227,6 @@ pub fn prepare_data(
                         a.source.display()
                     ))
                 })?;
-            oml_interfaces::fs::write_atomic(&csv, report.dataframe.to_csv_string().as_bytes())
-                .map_err(|e| TrainError::io(&csv, e))?;
-            // best effort: a leftover scratch CSV is harmless and overwritten next time
-            let _ = std::fs::remove_file(root.join(&tmp_name));
             Ok(Some(format!(
                 "converted Fashion-MNIST from {} to {} ({} train, {} validation images)",
                 a.source.display(),

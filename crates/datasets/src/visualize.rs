@@ -9,7 +9,7 @@
 use oml_interfaces::datasets::{DatasetError, Rgb, RgbImage, VisualizableDataset};
 use oml_interfaces::{Figure, RetrievalResults};
 
-pub use oml_draw::{draw_text, text_width};
+use oml_draw::{draw_text, text_width};
 
 /// Preferred size of the cell titles at `text_scale` 1 (the height of a line, in pixels).
 pub const TITLE_PX: f32 = 13.0;

@@ -172,18 +172,12 @@ fn whole_fit(text: &str, max_width: u32, px: f32, min_px: f32) -> Option<f32> {
 /// the input unchanged at `px` whenever that fits. `min_px` is kept between 1 and `px`; a `px`
 /// that is not a positive number gives empty text.
 pub fn fit_text(text: &str, max_width: u32, px: f32, min_px: f32) -> FittedText {
-    let Some((px, min_px)) = size_range(px, min_px) else {
-        return FittedText {
-            text: String::new(),
-            px,
-        };
-    };
-    if let Some(px) = whole_fit(text, max_width, px, min_px) {
-        return FittedText {
-            text: text.to_string(),
-            px,
-        };
-    }
+    fit_first(&[text], max_width, px, min_px)
+}
+
+/// `text` at `min_px`, cut to its longest prefix that fits `max_width` with an [`ELLIPSIS`]
+/// appended (just the ellipsis, or empty text, when nothing more fits).
+fn cut_to_fit(text: &str, max_width: u32, min_px: f32) -> FittedText {
     let chars: Vec<char> = text.chars().collect();
     let cut = |n: usize| -> String {
         let mut s: String = chars[..n].iter().collect();
@@ -214,10 +208,10 @@ pub fn fit_text(text: &str, max_width: u32, px: f32, min_px: f32) -> FittedText 
     }
 }
 
-/// Fits the first of `candidates` (a title, then shorter variants of it, most important part
-/// last) that fits whole into `max_width` at a size between `min_px` and `px`; when none does,
-/// the last candidate is cut as [`fit_text`] cuts. The result is never wider than `max_width`;
-/// no candidates give empty text.
+/// Fits the first of `candidates` (a title, then shorter variants of it, most important part last)
+/// that fits whole into `max_width` at a size between `min_px` and `px`; when none does, the last
+/// candidate at `min_px`, cut as [`fit_text`] cuts. The result is never wider than `max_width`; no
+/// candidates give empty text.
 ///
 /// ```
 /// // The distance must stay readable: drop "Gallery" rather than cut the number.
@@ -246,7 +240,7 @@ pub fn fit_first<S: AsRef<str>>(
         }
     }
     match candidates.last() {
-        Some(last) => fit_text(last.as_ref(), max_width, px, min_px),
+        Some(last) => cut_to_fit(last.as_ref(), max_width, min_px),
         None => FittedText {
             text: String::new(),
             px,

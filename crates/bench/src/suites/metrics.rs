@@ -12,8 +12,8 @@
 use crate::report::measure;
 use anyhow::{Result, bail};
 use burn::prelude::*;
-use oml::datasets::dataframe::{ReadOptions, Split, read_dataframe};
-use oml::datasets::npy::{read_npy, write_npy};
+use oml::datasets::dataframe::Split;
+use oml::datasets::npy::write_npy;
 use oml::interfaces::MetricsReport;
 use oml::metrics::{EvalHooks, MetricsConfig, QueryGalleryMeta, evaluate};
 use oml::retrieval::KnnConfig;
@@ -184,46 +184,14 @@ fn write_data(
     Ok(())
 }
 
-/// Reads an OML CSV + `.npy` pair (validation rows, or all rows without `split`).
+/// Reads an OML CSV + `.npy` pair (validation rows, or all rows without `split`) as `oml eval`
+/// does.
 fn read_data(
     csv: &std::path::Path,
     npy: &std::path::Path,
 ) -> Result<(Vec<f32>, usize, QueryGalleryMeta)> {
-    let opts = ReadOptions {
-        require_split: false,
-        require_query_labels_in_gallery: false,
-        ..Default::default()
-    };
-    let df = read_dataframe(csv, &opts)?;
-    let arr = read_npy(npy)?;
-    let [rows, dim] = arr.dims2(npy)?;
-    if rows != df.rows.len() {
-        bail!(
-            "{} has {rows} rows, {} has {}",
-            npy.display(),
-            csv.display(),
-            df.rows.len()
-        );
-    }
-    let keep: Vec<usize> = (0..rows)
-        .filter(|&i| df.rows[i].split == Split::Validation)
-        .collect();
-    let emb: Vec<f32> = keep
-        .iter()
-        .flat_map(|&i| arr.data[i * dim..(i + 1) * dim].iter().copied())
-        .collect();
-    let mut meta = QueryGalleryMeta::new(
-        keep.iter().map(|&i| df.rows[i].label).collect(),
-        keep.iter().map(|&i| df.rows[i].is_query).collect(),
-        keep.iter().map(|&i| df.rows[i].is_gallery).collect(),
-    );
-    if df.columns.category {
-        meta.categories = keep.iter().map(|&i| df.rows[i].category.clone()).collect();
-    }
-    if df.columns.sequence {
-        meta.sequences = keep.iter().map(|&i| df.rows[i].sequence.clone()).collect();
-    }
-    Ok((emb, dim, meta))
+    let data = oml::train::eval::load_eval_data(npy, csv, Split::Validation)?;
+    Ok((data.embeddings, data.dim, data.meta))
 }
 
 /// Peak resident set size of this process so far, in MiB (Linux; 0 elsewhere).

@@ -10,7 +10,9 @@
 //!
 //! - [`FanoutLogger`] sends each call to several loggers; [`SharedLogger`] shares one between
 //!   owners. [`loggers_from_config`] builds "local + the configured backend" from OML's
-//!   `logger: {name, args}` section.
+//!   `logger: {name, args}` section. It is [`LoggerConfig::parse`], which checks the section
+//!   without touching the file system (so a pipeline can fail before creating its run folder),
+//!   followed by [`LoggerConfig::build`].
 //! - [`LearnerBridge`] implements Burn's `MetricLogger`, so the metrics a `Learner` reports reach
 //!   any of these loggers.
 //! - [`LinePlot`] draws metric curves to PNG [`Figure`]s.
@@ -55,7 +57,7 @@ pub mod tensorboard;
 mod util;
 
 pub use bridge::LearnerBridge;
-pub use config::loggers_from_config;
+pub use config::{LoggerConfig, loggers_from_config};
 pub use fanout::{FanoutLogger, SharedLogger};
 pub use flatten::flatten_config;
 pub use local::{LocalLogger, ScalarRecord};

@@ -190,6 +190,34 @@ fn pairs(kv: &[(String, String)]) -> Vec<Value> {
         .collect()
 }
 
+/// The base URL of the tracking server at `tracking_uri` (trimmed, no trailing `/`), or why this
+/// client cannot use it: only `http://host…`, and `https://host…` with the crate feature `tls`.
+///
+/// Checks the text only (no network); [`MlflowClient::new`] and the `logger` config check both
+/// use it.
+pub fn tracking_base_url(tracking_uri: &str) -> Result<String, MlflowError> {
+    let uri = tracking_uri.trim();
+    let unsupported = |reason: &str| MlflowError::UnsupportedUri {
+        uri: uri.to_string(),
+        reason: reason.to_string(),
+    };
+    if uri.starts_with("https://") {
+        if !cfg!(feature = "tls") {
+            return Err(unsupported("https needs oml-logging's `tls` feature"));
+        }
+    } else if !uri.starts_with("http://") {
+        return Err(unsupported(
+            "only http(s):// tracking servers are supported (not file stores, databricks or sqlite URIs); \
+             start one with `mlflow server`",
+        ));
+    }
+    let base = uri.trim_end_matches('/').to_string();
+    if base.len() <= "https://".len() {
+        return Err(unsupported("no host"));
+    }
+    Ok(base)
+}
+
 /// A client for one tracking server.
 #[derive(Debug, Clone)]
 pub struct MlflowClient {
@@ -205,25 +233,7 @@ impl MlflowClient {
     /// Credentials come from `MLFLOW_TRACKING_TOKEN` (bearer) or `MLFLOW_TRACKING_USERNAME` and
     /// `MLFLOW_TRACKING_PASSWORD` (basic), as in MLflow's Python client.
     pub fn new(tracking_uri: &str, timeout: Duration) -> Result<Self, MlflowError> {
-        let uri = tracking_uri.trim();
-        let unsupported = |reason: &str| MlflowError::UnsupportedUri {
-            uri: uri.to_string(),
-            reason: reason.to_string(),
-        };
-        if uri.starts_with("https://") {
-            if !cfg!(feature = "tls") {
-                return Err(unsupported("https needs oml-logging's `tls` feature"));
-            }
-        } else if !uri.starts_with("http://") {
-            return Err(unsupported(
-                "only http(s):// tracking servers are supported (not file stores, databricks or sqlite URIs); \
-                 start one with `mlflow server`",
-            ));
-        }
-        let base = uri.trim_end_matches('/').to_string();
-        if base.len() <= "https://".len() {
-            return Err(unsupported("no host"));
-        }
+        let base = tracking_base_url(tracking_uri)?;
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .http_status_as_error(false)

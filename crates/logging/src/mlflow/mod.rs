@@ -21,7 +21,9 @@ use oml_interfaces::{Figure, LoggerError, PipelineLogger, RunStatus};
 
 use crate::flatten::flatten_config;
 use crate::util::{check_figure, figure_relpath, millis_now};
-pub use client::{ArtifactTarget, MetricPoint, MlflowClient, MlflowError, RunInfo, limits};
+pub use client::{
+    ArtifactTarget, MetricPoint, MlflowClient, MlflowError, RunInfo, limits, tracking_base_url,
+};
 pub use worker::MlflowStats;
 use worker::{ArtifactData, Item, RunSpec, Shared};
 
@@ -127,6 +129,24 @@ impl MlflowConfig {
     }
 }
 
+/// Checks a tracking URI given in the config without any network: the error
+/// [`MlflowLogger::start`] would give for it (`what` = `logger.args.tracking_uri`), if any.
+/// Blank means "read `MLFLOW_TRACKING_URI`" and passes.
+pub fn check_tracking_uri(uri: &str) -> Result<(), LoggerError> {
+    if uri.trim().is_empty() {
+        return Ok(());
+    }
+    tracking_base_url(uri).map_err(bad_tracking_uri)?;
+    Ok(())
+}
+
+fn bad_tracking_uri(e: MlflowError) -> LoggerError {
+    LoggerError::Invalid {
+        what: "logger.args.tracking_uri".into(),
+        message: e.to_string(),
+    }
+}
+
 /// MLflow's rules for metric, param and tag keys: `[\w/.\- :]`, at most 250 characters, and
 /// a path that normalises to itself (no empty, `.` or `..` components, no leading `/`).
 /// Other characters become `_`.
@@ -192,11 +212,7 @@ impl MlflowLogger {
     /// Fails only on a config that can never work (no or unsupported tracking URI).
     pub fn start(config: MlflowConfig) -> Result<Self, LoggerError> {
         let uri = config.resolve_tracking_uri()?;
-        let client =
-            MlflowClient::new(&uri, config.request_timeout).map_err(|e| LoggerError::Invalid {
-                what: "logger.args.tracking_uri".into(),
-                message: e.to_string(),
-            })?;
+        let client = MlflowClient::new(&uri, config.request_timeout).map_err(bad_tracking_uri)?;
         let shared = Arc::new(Shared::new(
             uri.clone(),
             config.max_pending_points,
@@ -422,5 +438,18 @@ mod tests {
     fn tracking_uri_from_config_wins() {
         let c = MlflowConfig::new("e").with_tracking_uri(" http://127.0.0.1:1 ");
         assert_eq!(c.resolve_tracking_uri().unwrap(), "http://127.0.0.1:1");
+    }
+
+    #[test]
+    fn tracking_uri_check_matches_start() {
+        check_tracking_uri("http://127.0.0.1:1").unwrap();
+        check_tracking_uri("  ").unwrap();
+        for uri in ["file:///tmp/mlruns", "databricks", "http://"] {
+            let checked = check_tracking_uri(uri).unwrap_err().to_string();
+            let started = MlflowLogger::start(MlflowConfig::new("e").with_tracking_uri(uri))
+                .err()
+                .map(|e| e.to_string());
+            assert_eq!(Some(checked), started, "{uri}");
+        }
     }
 }

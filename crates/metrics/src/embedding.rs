@@ -6,6 +6,7 @@ use crate::functional::{
     ndcg_at_k, precision_at_k, r_precision,
 };
 use crate::pcf::calc_pcf;
+use crate::rows::RowCollector;
 use burn::prelude::*;
 use oml_interfaces::{
     BasicMetric, MetricError, MetricsReport, OVERALL, RetrievalPostprocessor, RetrievalResults,
@@ -509,11 +510,7 @@ pub struct EmbeddingMetrics {
     device: Device,
     postprocessor: Option<(Box<dyn RetrievalPostprocessor>, usize)>,
     progress: Option<Box<dyn Fn(u64, u64) + Send + Sync>>,
-    num_samples: usize,
-    dim: Option<usize>,
-    storage: Vec<f32>,
-    seen: Vec<bool>,
-    n_seen: usize,
+    rows: RowCollector,
     last: Option<Evaluation>,
 }
 
@@ -522,7 +519,7 @@ impl std::fmt::Debug for EmbeddingMetrics {
         f.debug_struct("EmbeddingMetrics")
             .field("config", &self.config)
             .field("items", &self.meta.len())
-            .field("seen", &self.n_seen)
+            .field("seen", &self.rows.seen())
             .field("postprocessor", &self.postprocessor.as_ref().map(|p| p.1))
             .finish()
     }
@@ -560,11 +557,7 @@ impl EmbeddingMetrics {
             device: device.clone(),
             postprocessor: None,
             progress: None,
-            num_samples: n,
-            dim: None,
-            storage: Vec::new(),
-            seen: vec![false; n],
-            n_seen: 0,
+            rows: RowCollector::new(n),
             last: None,
         })
     }
@@ -617,39 +610,7 @@ impl EmbeddingMetrics {
         dim: usize,
         indices: &[usize],
     ) -> Result<(), MetricError> {
-        if dim == 0 || rows.len() != indices.len() * dim {
-            return Err(MetricError::InvalidData(format!(
-                "a batch of {} values does not hold {} rows of dimension {dim}",
-                rows.len(),
-                indices.len()
-            )));
-        }
-        match self.dim {
-            Some(d) if d != dim => {
-                return Err(MetricError::InvalidData(format!(
-                    "embedding dimension {dim} differs from the earlier batches' {d}"
-                )));
-            }
-            Some(_) => {}
-            None => {
-                self.dim = Some(dim);
-                self.storage = vec![0.0; self.num_samples * dim];
-            }
-        }
-        if let Some(&index) = indices.iter().find(|&&i| i >= self.num_samples) {
-            return Err(MetricError::IndexOutOfRange {
-                index,
-                num_samples: self.num_samples,
-            });
-        }
-        for (row, &i) in rows.chunks_exact(dim).zip(indices) {
-            if !self.seen[i] {
-                self.seen[i] = true;
-                self.n_seen += 1;
-                self.storage[i * dim..(i + 1) * dim].copy_from_slice(row);
-            }
-        }
-        Ok(())
+        self.rows.add(rows, dim, indices)
     }
 
     /// The last computation, if any.
@@ -677,11 +638,7 @@ impl BasicMetric for EmbeddingMetrics {
     type Batch = Tensor<2>;
 
     fn setup(&mut self, num_samples: usize) {
-        self.num_samples = num_samples;
-        self.dim = None;
-        self.storage = Vec::new();
-        self.seen = vec![false; num_samples];
-        self.n_seen = 0;
+        self.rows.reset(num_samples);
         self.last = None;
     }
 
@@ -691,27 +648,21 @@ impl BasicMetric for EmbeddingMetrics {
     }
 
     fn compute(&mut self) -> Result<MetricsReport, MetricError> {
-        if self.n_seen < self.num_samples || self.dim.is_none() {
-            return Err(MetricError::Incomplete {
-                seen: self.n_seen,
-                expected: self.num_samples,
-            });
-        }
-        if self.num_samples != self.meta.len() {
+        let (embeddings, dim) = self.rows.finish()?;
+        if self.rows.expected() != self.meta.len() {
             return Err(MetricError::InvalidData(format!(
                 "setup announced {} samples but the dataset has {}",
-                self.num_samples,
+                self.rows.expected(),
                 self.meta.len()
             )));
         }
-        let dim = self.dim.unwrap_or(1);
         let progress = self.progress.as_deref().map(|p| p as Progress<'_>);
         let hooks = EvalHooks {
             postprocessor: self.postprocessor.as_ref().map(|(p, n)| (p.as_ref(), *n)),
             progress,
         };
         let e = evaluate(
-            &self.storage,
+            embeddings,
             dim,
             &self.meta,
             &self.config,

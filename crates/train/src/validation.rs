@@ -13,6 +13,7 @@ use burn::prelude::*;
 use burn::tensor::TensorReadError;
 use burn::train::metric::{Metric, MetricMetadata, MetricName, SerializedEntry};
 use oml_interfaces::{MetricsReport, PipelineLogger};
+use oml_metrics::{MetricError, RowCollector};
 
 use crate::model::{EmbeddingOutput, StepGuard, StepOutput};
 
@@ -65,87 +66,6 @@ impl Embeddings {
     }
 }
 
-/// Collects the rows of `n` items given in batches, in any order.
-#[derive(Debug, Clone)]
-pub struct Accumulator {
-    n: usize,
-    dim: Option<usize>,
-    data: Vec<f32>,
-    seen: Vec<bool>,
-    count: usize,
-}
-
-impl Accumulator {
-    /// Expects `n` items.
-    pub fn new(n: usize) -> Self {
-        Self {
-            n,
-            dim: None,
-            data: Vec::new(),
-            seen: vec![false; n],
-            count: 0,
-        }
-    }
-
-    /// Nothing collected yet.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    /// Adds the rows of `batch` as items `indices` (a repeated index keeps its first row, as
-    /// OML's accumulator deduplicates).
-    pub fn add(&mut self, batch: &Embeddings, indices: &[usize]) -> Result<(), String> {
-        if batch.rows != indices.len() {
-            return Err(format!(
-                "{} embeddings for {} indices",
-                batch.rows,
-                indices.len()
-            ));
-        }
-        let dim = *self.dim.get_or_insert(batch.dim);
-        if dim != batch.dim {
-            return Err(format!(
-                "embedding size changed from {dim} to {}",
-                batch.dim
-            ));
-        }
-        if self.data.is_empty() {
-            self.data = vec![0.0; self.n * dim];
-        }
-        for (r, &i) in indices.iter().enumerate() {
-            if i >= self.n {
-                return Err(format!("index {i} is outside 0..{}", self.n));
-            }
-            if !self.seen[i] {
-                self.seen[i] = true;
-                self.count += 1;
-                self.data[i * dim..(i + 1) * dim].copy_from_slice(batch.row(r));
-            }
-        }
-        Ok(())
-    }
-
-    /// All rows, or an error when some item is missing.
-    pub fn finish(&self) -> Result<Embeddings, String> {
-        if self.count < self.n {
-            return Err(format!(
-                "incomplete validation: {} of {} items were embedded",
-                self.count, self.n
-            ));
-        }
-        Ok(Embeddings {
-            rows: self.n,
-            dim: self.dim.unwrap_or(0),
-            data: self.data.clone(),
-        })
-    }
-
-    /// Forgets everything collected.
-    pub fn clear(&mut self) {
-        *self = Self::new(self.n);
-    }
-}
-
 /// Evaluates the validation embeddings of an epoch and does what the pipeline does with the
 /// report (history, loggers, figures, console).
 pub type OnEpoch = Box<dyn FnMut(usize, &Embeddings) -> Result<MetricsReport, String> + Send>;
@@ -153,7 +73,7 @@ pub type OnEpoch = Box<dyn FnMut(usize, &Embeddings) -> Result<MetricsReport, St
 /// The state shared by the validation metric: the embeddings of the current epoch and what to
 /// do with them.
 pub struct ValidationHub {
-    acc: Accumulator,
+    acc: RowCollector,
     epoch: Arc<AtomicUsize>,
     on_epoch: OnEpoch,
     guard: StepGuard,
@@ -164,7 +84,7 @@ impl ValidationHub {
     /// A hub for `n` validation items; `epoch` says which epoch is being validated.
     pub fn new(n: usize, epoch: Arc<AtomicUsize>, on_epoch: OnEpoch, guard: StepGuard) -> Self {
         Self {
-            acc: Accumulator::new(n),
+            acc: RowCollector::new(n),
             epoch,
             on_epoch,
             guard,
@@ -178,7 +98,7 @@ impl ValidationHub {
     }
 
     fn add(&mut self, batch: &Embeddings, indices: &[usize]) {
-        if let Err(e) = self.acc.add(batch, indices) {
+        if let Err(e) = self.acc.add(&batch.data, batch.dim, indices) {
             self.guard.fail(format!("validation: {e}"));
         }
     }
@@ -189,11 +109,15 @@ impl ValidationHub {
             return None;
         }
         let epoch = self.epoch.load(Ordering::SeqCst);
-        let result = self
-            .acc
-            .finish()
-            .and_then(|emb| (self.on_epoch)(epoch, &emb));
-        self.acc.clear();
+        let n = self.acc.expected();
+        let result = match self.acc.take() {
+            Ok((data, dim)) => (self.on_epoch)(epoch, &Embeddings { rows: n, dim, data }),
+            Err(MetricError::Incomplete { seen, expected }) => Err(format!(
+                "incomplete validation: {seen} of {expected} items were embedded"
+            )),
+            Err(e) => Err(e.to_string()),
+        };
+        self.acc.reset(n);
         match result {
             Ok(report) => {
                 let summary = summary_line(&report);
@@ -349,31 +273,6 @@ mod tests {
     }
 
     #[test]
-    fn accumulator_places_rows_by_index_and_keeps_first_duplicate() {
-        let mut a = Accumulator::new(3);
-        assert!(a.finish().is_err());
-        a.add(&emb(&[[2.0, 2.0], [0.0, 0.0]]), &[2, 0]).unwrap();
-        assert!(a.finish().unwrap_err().contains("2 of 3"));
-        a.add(&emb(&[[9.0, 9.0], [1.0, 1.0]]), &[0, 1]).unwrap();
-        let e = a.finish().unwrap();
-        assert_eq!(e.data, vec![0.0, 0.0, 1.0, 1.0, 2.0, 2.0]);
-        assert!(a.add(&emb(&[[1.0, 1.0]]), &[3]).is_err());
-        assert!(
-            a.add(
-                &Embeddings {
-                    rows: 1,
-                    dim: 3,
-                    data: vec![0.0; 3]
-                },
-                &[0]
-            )
-            .is_err()
-        );
-        a.clear();
-        assert!(a.is_empty());
-    }
-
-    #[test]
     fn hub_evaluates_once_per_epoch_and_reports_the_epoch() {
         let epoch = Arc::new(AtomicUsize::new(4));
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -398,6 +297,39 @@ mod tests {
         assert_eq!(hub.compute().unwrap(), "sum/1 10.0000");
         assert_eq!(*seen.lock().unwrap(), vec![(4, Some(10.0))]);
         assert_eq!(hub.compute(), None); // cleared
+    }
+
+    #[test]
+    fn hub_places_rows_by_index_keeps_first_duplicate_and_reports_bad_batches() {
+        let guard = StepGuard::default();
+        let got = Arc::new(Mutex::new(None));
+        let got2 = got.clone();
+        let on_epoch: OnEpoch = Box::new(move |_, e: &Embeddings| {
+            *got2.lock().unwrap() = Some(e.clone());
+            Ok(MetricsReport::default())
+        });
+        let mut hub = ValidationHub::new(3, Arc::default(), on_epoch, guard.clone());
+        hub.add(&emb(&[[2.0, 2.0], [0.0, 0.0]]), &[2, 0]);
+        hub.add(&emb(&[[9.0, 9.0], [1.0, 1.0]]), &[0, 1]);
+        assert_eq!(guard.error(), None);
+        assert_eq!(hub.compute().as_deref(), Some(""));
+        assert_eq!(
+            *got.lock().unwrap(),
+            Some(Embeddings {
+                rows: 3,
+                dim: 2,
+                data: vec![0.0, 0.0, 1.0, 1.0, 2.0, 2.0]
+            })
+        );
+        hub.add(&emb(&[[1.0, 1.0]]), &[3]);
+        assert!(
+            guard
+                .error()
+                .unwrap()
+                .contains("validation: index 3 is outside 0..3"),
+            "{:?}",
+            guard.error()
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //!   (accumulate by dataset index, compute a [`oml_interfaces::MetricsReport`]
 //!   per category, keep per-query values); [`evaluate`] does the same in one call.
 //! - [`fnmr`]: fnmr@fmr over every (query, gallery) pair without retrieving the gallery.
+//! - [`RowCollector`]: the rows of `n` items given in batches, in any order, first occurrence wins.
 //!
 //! Deviations from OML 4.0 are deliberate and listed in `docs/metrics.md`: precision@k of a
 //! query without relevant items is 0 (OML: NaN; [`NoGtPrecision::Nan`] restores it), and ties
@@ -37,7 +38,9 @@
 pub mod embedding;
 pub mod fnmr;
 pub mod functional;
+mod keys;
 pub mod pcf;
+pub mod rows;
 
 pub use embedding::{
     CMC, DEFAULT_FNMR_EXACT_MAX_PAIRS, EmbeddingMetrics, EvalHooks, Evaluation, FNMR_AT_FMR, MAP,
@@ -49,3 +52,4 @@ pub use functional::NoGtPrecision;
 pub use oml_interfaces::{MetricError, MetricsReport};
 pub use oml_retrieval::{KnnConfig, QueryGalleryMeta};
 pub use pcf::calc_pcf;
+pub use rows::RowCollector;

@@ -7,8 +7,10 @@ use std::fmt::Debug;
 use crate::miners::MiningError;
 
 /// How per-sample (per-triplet) losses are reduced, as OML's `get_reduced`.
+/// Read from configs through [`FromStr`](std::str::FromStr), so a bad value is an error naming
+/// the parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Reduction {
     /// Mean over samples.
     #[default]
@@ -43,6 +45,13 @@ impl std::str::FromStr for Reduction {
                 reason: "expected one of mean, sum, none".to_string(),
             }),
         }
+    }
+}
+
+impl TryFrom<String> for Reduction {
+    type Error = LossError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
     }
 }
 

@@ -67,14 +67,6 @@ fn count(name: &'static str, value: i64, min: i64) -> Result<usize, String> {
     Ok(value as usize)
 }
 
-fn parse_reduction(s: &str) -> Result<Reduction, LossError> {
-    s.parse::<Reduction>()
-}
-
-fn default_reduction() -> String {
-    "mean".to_string()
-}
-
 fn default_true() -> bool {
     true
 }
@@ -305,8 +297,8 @@ pub struct TripletArgs {
     )]
     pub margin: Option<Option<f64>>,
     /// `mean`, `sum` or `none`.
-    #[serde(default = "default_reduction")]
-    pub reduction: String,
+    #[serde(default)]
+    pub reduction: Reduction,
     /// Return `active_tri`, `pos_dist`, `neg_dist` logs.
     #[serde(default)]
     pub need_logs: bool,
@@ -327,8 +319,8 @@ pub struct TripletWithMinerArgs {
     #[serde(default)]
     pub miner: MinerConfig,
     /// `mean`, `sum` or `none`.
-    #[serde(default = "default_reduction")]
-    pub reduction: String,
+    #[serde(default)]
+    pub reduction: Reduction,
     /// Return the triplet and miner logs.
     #[serde(default)]
     pub need_logs: bool,
@@ -347,8 +339,8 @@ pub struct SurrogatePrecisionArgs {
     #[serde(default = "t2_default")]
     pub temperature2: f64,
     /// `mean`, `sum` or `none`.
-    #[serde(default = "default_reduction")]
-    pub reduction: String,
+    #[serde(default)]
+    pub reduction: Reduction,
 }
 
 fn t1_default() -> f64 {
@@ -388,8 +380,8 @@ pub struct ArcFaceArgs {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label2category: Option<Label2Category>,
     /// `mean`, `sum` or `none`.
-    #[serde(default = "default_reduction")]
-    pub reduction: String,
+    #[serde(default)]
+    pub reduction: Reduction,
 }
 
 impl ArcFaceArgs {
@@ -399,7 +391,7 @@ impl ArcFaceArgs {
             s: self.s,
             smoothing_epsilon: self.smoothing_epsilon,
             label2category: self.label2category.clone(),
-            reduction: parse_reduction(&self.reduction)?,
+            reduction: self.reduction,
         })
     }
 
@@ -474,18 +466,18 @@ impl CriterionConfig {
         Ok(match self {
             CriterionConfig::Triplet(a) => fixed(Arc::new(TripletLoss::new(
                 required_margin(a.margin)?,
-                parse_reduction(&a.reduction)?,
+                a.reduction,
                 a.need_logs,
             )?)),
             CriterionConfig::TripletPlain(a) => fixed(Arc::new(TripletLossPlain::new(
                 required_margin(a.margin)?,
-                parse_reduction(&a.reduction)?,
+                a.reduction,
                 a.need_logs,
             )?)),
             CriterionConfig::TripletWithMiner(a) => fixed(Arc::new(TripletLossWithMiner::new(
                 required_margin(a.margin)?,
                 a.miner.build()?,
-                parse_reduction(&a.reduction)?,
+                a.reduction,
                 a.need_logs,
             )?)),
             CriterionConfig::SurrogatePrecision(a) => {
@@ -498,7 +490,7 @@ impl CriterionConfig {
                     k,
                     a.temperature1,
                     a.temperature2,
-                    parse_reduction(&a.reduction)?,
+                    a.reduction,
                 )?))
             }
             CriterionConfig::ArcFace(a) => {

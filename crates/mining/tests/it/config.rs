@@ -15,8 +15,14 @@ fn criterion(yaml: &str) -> CriterionConfig {
     serde_yaml_ng::from_str(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"))
 }
 
+/// The error of parsing `yaml` (bad enumerations such as `reduction` fail there) or, when it
+/// parses, of building it.
 fn build_err(yaml: &str) -> String {
-    criterion(yaml)
+    let parsed: CriterionConfig = match serde_yaml_ng::from_str(yaml) {
+        Ok(c) => c,
+        Err(e) => return e.to_string(),
+    };
+    parsed
         .build(&test_device())
         .map(|_| ())
         .unwrap_err()

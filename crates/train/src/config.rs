@@ -56,6 +56,15 @@ impl NamedArgs {
         }
     }
 
+    /// The section as a registry's own `{name, args}` config type (a sampler's, a criterion's);
+    /// errors name `key.<path>`.
+    pub fn typed<T: DeserializeOwned>(&self, key: &str) -> Result<T, TrainError> {
+        section(
+            serde_json::json!({"name": self.name, "args": self.args_object()}),
+            key,
+        )
+    }
+
     /// The arguments, `{}` when absent.
     pub fn args_object(&self) -> Value {
         if self.args.is_null() {

@@ -258,7 +258,7 @@ pub fn embed_dataset<E: Extractor>(
         let batch = batch.map_err(|e| TrainError::Data(e.to_string()))?;
         let n = batch.len();
         let emb = Embeddings::from_tensor(extractor.extract(batch.images))
-            .map_err(|e| TrainError::Model(format!("reading embeddings: {e}")))?;
+            .map_err(|e| TrainError::ModelOutput(format!("reading embeddings: {e}")))?;
         dim = emb.dim;
         data.extend_from_slice(&emb.data);
         rows += n;
@@ -278,8 +278,7 @@ pub fn worst_query_figures(
     n: usize,
 ) -> Result<Vec<(String, RgbImage)>, TrainError> {
     let (d, ids, _) = eval.retrieval.clone().into_parts();
-    let rr = RetrievalResults::new(d, ids, Some(eval.ground_truth.gt_ids()))
-        .map_err(|e| TrainError::Metrics(format!("retrieval results: {e}")))?;
+    let rr = RetrievalResults::new(d, ids, Some(eval.ground_truth.gt_ids()))?;
     let opts = GridOptions {
         cell: 84,
         frame: 3,
@@ -300,7 +299,7 @@ pub fn worst_query_figures(
             continue;
         };
         let img = draw_retrieval_grid(&rr, queries, gallery, &worst, &opts)
-            .map_err(|e| TrainError::Metrics(format!("drawing the worst queries: {e}")))?;
+            .map_err(TrainError::Figure)?;
         out.push((format!("top {n} worst by OVERALL_{metric}_{k}"), img));
     }
     Ok(out)

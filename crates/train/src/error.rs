@@ -21,18 +21,41 @@ pub enum TrainError {
         /// What went wrong.
         message: String,
     },
-    /// The data set cannot be used.
+    /// The data set cannot be used (no underlying error).
     #[error("data: {0}")]
     Data(String),
-    /// The model could not be built or loaded.
+    /// The data set could not be read.
+    #[error(transparent)]
+    Dataset(#[from] oml_interfaces::DatasetError),
+    /// A split of the dataframe has no rows.
+    #[error("{csv} has no {split} rows")]
+    EmptySplit {
+        /// The dataframe.
+        csv: String,
+        /// `train` or `validation`.
+        split: &'static str,
+    },
+    /// The model could not be built, loaded or saved.
+    #[error(transparent)]
+    Model(#[from] oml_interfaces::ModelError),
+    /// The model's output could not be used (no underlying error).
     #[error("model: {0}")]
-    Model(String),
-    /// Training failed (a step, a metric, a checkpoint).
+    ModelOutput(String),
+    /// A logger could not be configured or created.
+    #[error(transparent)]
+    Logger(#[from] oml_interfaces::LoggerError),
+    /// Metrics could not be computed.
+    #[error(transparent)]
+    Metrics(#[from] oml_interfaces::MetricError),
+    /// Retrieval or its post-processing failed.
+    #[error(transparent)]
+    Retrieval(#[from] oml_interfaces::RetrievalError),
+    /// The worst-queries figures could not be drawn.
+    #[error("drawing the worst queries")]
+    Figure(#[source] oml_datasets::visualize::VisualizeError),
+    /// Training failed (a step, a validation, a checkpoint).
     #[error("training: {0}")]
     Training(String),
-    /// Metrics could not be computed.
-    #[error("metrics: {0}")]
-    Metrics(String),
     /// The device is unknown or not compiled in.
     #[error(transparent)]
     Device(#[from] oml_interfaces::DeviceError),

@@ -105,10 +105,6 @@ pub enum ExtractorSpec {
     Zoo(ExtractorConfig),
 }
 
-fn model_err(e: impl std::fmt::Display) -> TrainError {
-    TrainError::Model(e.to_string())
-}
-
 impl ExtractorSpec {
     /// Parses a config's `extractor` section (`key` is its path for errors).
     pub fn parse(s: &ExtractorSection, key: &str) -> Result<Self, TrainError> {
@@ -178,17 +174,16 @@ impl ExtractorSpec {
     pub fn build(&self, device: &Device) -> Result<TrainExtractor, TrainError> {
         match self {
             Self::SmallCnn(a) => {
-                let model = a.model_config().try_init(device).map_err(model_err)?;
+                let model = a.model_config().try_init(device)?;
                 match &a.weights {
                     None => Ok(TrainExtractor::SmallCnn(model)),
                     Some(w) => {
-                        let (m, _) = load_burnpack(model, Path::new(w), &LoadOptions::default())
-                            .map_err(model_err)?;
+                        let (m, _) = load_burnpack(model, Path::new(w), &LoadOptions::default())?;
                         Ok(TrainExtractor::SmallCnn(m))
                     }
                 }
             }
-            Self::Zoo(c) => Ok(TrainExtractor::Zoo(c.build(device).map_err(model_err)?)),
+            Self::Zoo(c) => Ok(TrainExtractor::Zoo(c.build(device)?)),
         }
     }
 }
@@ -198,8 +193,8 @@ impl TrainExtractor {
     pub fn save(&self, spec: &ExtractorSpec, path: &Path) -> Result<(), TrainError> {
         let json = spec.to_json().to_string();
         match self {
-            Self::SmallCnn(m) => save_burnpack(m, path, Some(&json)).map_err(model_err),
-            Self::Zoo(m) => m.save(path).map_err(model_err),
+            Self::SmallCnn(m) => Ok(save_burnpack(m, path, Some(&json))?),
+            Self::Zoo(m) => Ok(m.save(path)?),
         }
     }
 }

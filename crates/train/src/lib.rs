@@ -47,9 +47,7 @@
 //!
 //! let device = oml_interfaces::device::select_device(None)?;
 //! let extractor = oml_train::extractor::ExtractorSpec::parse(&config.extractor, "extractor")?.build(&device)?;
-//! let criterion: oml_mining::CriterionConfig = serde_json::from_value(serde_json::json!({
-//!     "name": config.criterion.name, "args": config.criterion.args,
-//! }))?;
+//! let criterion: oml_mining::CriterionConfig = config.criterion.typed("criterion")?;
 //! let model = MetricLearner::new(extractor, criterion.build(&device)?).fork(&device.clone().autodiff()).train();
 //! let images = Tensor::<4>::random([4, 3, 28, 28], burn::tensor::Distribution::Default, &device.autodiff());
 //! let out = model.step(TrainBatch { images, labels: vec![0, 0, 1, 1], epoch: 1 });
@@ -67,6 +65,7 @@ pub mod history;
 pub mod loaders;
 pub mod model;
 pub mod optim;
+mod pipeline;
 pub mod postprocessor;
 pub mod predict;
 pub mod progress;

@@ -13,47 +13,39 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use burn::data::dataloader::DataLoader;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::{Dataset, DatasetError as BurnDatasetError};
 use burn::module::ModuleDisplay;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use burn::train::{InferenceStep, Interrupter, TrainOutput, TrainStep};
+use burn::train::{InferenceStep, TrainOutput, TrainStep};
 use oml_datasets::batch::{ImageBatch, ImageBatcher};
-use oml_datasets::dataframe::ReadOptions;
-use oml_datasets::images::{ImageItem, ImageOptions, retrieval_image_datasets};
+use oml_datasets::images::{ImageItem, ImageQueryGalleryLabeledDataset, RetrievalDatasets};
+use oml_datasets::transforms::Pipeline as Transforms;
 use oml_interfaces::{
-    Freezable, LabeledDataset, MetricsReport, PairwiseModel, PipelineLogger, RetrievalError,
+    BatchSampler, Freezable, LabeledDataset, MetricsReport, PairwiseModel, RetrievalError,
 };
-use oml_logging::{SharedLogger, loggers_from_config};
-use oml_metrics::{EvalHooks, evaluate};
+use oml_metrics::{EvalHooks, Evaluation, MetricsConfig, QueryGalleryMeta, evaluate};
 use oml_mining::PairsMiner;
 use oml_models::checkpoint::{LoadOptions, save_burnpack};
 use oml_models::{AnyPairwise, PairwiseConfig};
 use oml_retrieval::PairwiseReranker;
-use oml_sampling::{PkDataLoader, SamplerConfig};
+use oml_sampling::SamplerConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::{ExtractorSection, Mode, NamedArgs, PrepareData, Scheduling, resolve, section};
-use crate::data::{
-    MetricArgs, embed_dataset, prepare_data, transforms, validation_meta, worst_query_figures,
-};
+use crate::data::{embed_dataset, transforms, validation_meta, worst_query_figures};
 use crate::error::TrainError;
 use crate::extractor::ExtractorSpec;
-use crate::history::{EpochRecord, lookup};
-use crate::loaders::{ChunkLoader, EpochTagged, EveryNthEpoch, ToTrainBatch};
+use crate::loaders::{MakeBatch, ToTrainBatch};
 use crate::model::{EmbeddingOutput, StepGuard, StepOutput};
-use crate::optim::{build_optimizer, build_scheduler};
+use crate::pipeline::{Common, Plan, Scorer, Session, Validation, check_freeze, common_keys};
 use crate::predict::write_npy_f32;
 use crate::rundir::fingerprint;
-use crate::runner::{
-    FitContext, finish, fit, load_epoch, load_history, lock, log_report, open_config_run,
-    stop_after, write_json,
-};
-use crate::train::{TrainOptions, select_devices};
-use crate::validation::{Embeddings, OnEpoch, ValidationHub, summary_line};
+use crate::runner::lock;
+use crate::train::TrainOptions;
+use crate::validation::Embeddings;
 
 /// The re-ranker's own default batch size (the shared defaults live in `config`).
 fn bs() -> usize {
@@ -199,15 +191,12 @@ pub fn build_pairwise(
     });
     let config: PairwiseConfig =
         serde_json::from_value(v).map_err(|e| TrainError::config(key, e.to_string()))?;
-    let model = config
-        .build(device)
-        .map_err(|e| TrainError::Model(e.to_string()))?;
+    let model = config.build(device)?;
     let model = match ours {
         None => model,
         Some(w) => {
             model
-                .load_weights(Path::new(&w), &LoadOptions::default())
-                .map_err(|e| TrainError::Model(e.to_string()))?
+                .load_weights(Path::new(&w), &LoadOptions::default())?
                 .0
         }
     };
@@ -417,109 +406,74 @@ fn embeddings_cached(
     Ok(e)
 }
 
-/// Runs `oml train-postprocessor`.
-pub fn train_postprocessor(
+/// The sections only `oml train-postprocessor` has, parsed and cross-checked.
+struct Sections {
+    reranker: RerankerArgs,
+    extractor: ExtractorSpec,
+    sampler: SamplerConfig,
+    transforms_extraction: Transforms,
+    transforms_train: Transforms,
+}
+
+common_keys!(PostprocessorConfig);
+
+impl PostprocessorConfig {
+    fn sections(&self) -> Result<Sections, TrainError> {
+        if self.batch_size_inference == 0 {
+            return Err(TrainError::config(
+                "batch_size_inference",
+                "must be at least 1",
+            ));
+        }
+        if self.postprocessor.name != "pairwise_reranker" {
+            return Err(TrainError::config(
+                "postprocessor.name",
+                format!(
+                    "only pairwise_reranker is trainable, got `{}`",
+                    self.postprocessor.name
+                ),
+            ));
+        }
+        let reranker: RerankerArgs =
+            section(self.postprocessor.args_object(), "postprocessor.args")?;
+        if reranker.top_n <= 1 {
+            return Err(TrainError::config(
+                "postprocessor.args.top_n",
+                "must be greater than 1",
+            ));
+        }
+        let sampler = self.sampler.typed("sampler")?;
+        Ok(Sections {
+            reranker,
+            extractor: ExtractorSpec::parse(&self.extractor, "extractor")?,
+            sampler,
+            transforms_extraction: transforms(
+                self.transforms_extraction.as_ref(),
+                "transforms_extraction",
+                "norm_albu",
+            )?,
+            transforms_train: transforms(
+                self.transforms_train.as_ref(),
+                "transforms_train",
+                "norm_albu",
+            )?,
+        })
+    }
+}
+
+/// The frozen extractor's embeddings of the train and validation splits (read from, or
+/// written to, `embeddings_cache_dir`).
+fn frozen_embeddings(
     config: &PostprocessorConfig,
-    opts: TrainOptions,
-) -> Result<PostprocessorOutcome, TrainError> {
-    let console = opts.console.clone();
-    if config.precision != 32 {
-        return Err(TrainError::config(
-            "precision",
-            format!("only 32 (float32) is supported, got {}", config.precision),
-        ));
-    }
-    if config.max_epochs == 0 || config.valid_period == 0 || config.batch_size_inference == 0 {
-        return Err(TrainError::config(
-            "max_epochs",
-            "max_epochs, valid_period and batch_size_inference must be at least 1",
-        ));
-    }
-    if config.postprocessor.name != "pairwise_reranker" {
-        return Err(TrainError::config(
-            "postprocessor.name",
-            format!(
-                "only pairwise_reranker is trainable, got `{}`",
-                config.postprocessor.name
-            ),
-        ));
-    }
-    let rargs: RerankerArgs = section(config.postprocessor.args_object(), "postprocessor.args")?;
-    if rargs.top_n <= 1 {
-        return Err(TrainError::config(
-            "postprocessor.args.top_n",
-            "must be greater than 1",
-        ));
-    }
-    let spec = ExtractorSpec::parse(&config.extractor, "extractor")?;
-    let metric_args = MetricArgs::parse(&config.metric_args, "metric_args")?;
-    let sampler_config: SamplerConfig = section(
-        serde_json::json!({"name": config.sampler.name, "args": config.sampler.args_object()}),
-        "sampler",
-    )?;
-    let devices = select_devices(
-        opts.device.as_deref(),
-        config.accelerator.as_deref(),
-        config.devices,
-        config.cpu_fast_path,
-    )?;
-    let device = devices[0].clone();
-
-    // ---- run folder
-    let (run, config_json) = open_config_run(
-        config,
-        &opts,
-        &config.logs_root,
-        config.logs_folder.as_deref(),
-        config.postfix.as_deref(),
-        &console,
-    )?;
-
-    // ---- data and the frozen extractor's embeddings
-    let root = resolve(&opts.base_dir, &config.dataset_root);
-    if let Some(prep) = &config.prepare_data
-        && let Some(m) = prepare_data(prep, &root, &config.dataframe_name, "prepare_data")?
-    {
-        console.line(m);
-    }
-    let t_extract = transforms(
-        config.transforms_extraction.as_ref(),
-        "transforms_extraction",
-        "norm_albu",
-    )?;
-    let t_train = transforms(
-        config.transforms_train.as_ref(),
-        "transforms_train",
-        "norm_albu",
-    )?;
-    let opts_of = |t| ImageOptions {
-        transforms: Arc::new(t),
-        cache_size: config.cache_size,
-        strict: false,
-        seed: config.seed,
-    };
-    let extraction = retrieval_image_datasets(
-        &root,
-        &config.dataframe_name,
-        opts_of(t_extract.clone()),
-        opts_of(t_extract),
-        ReadOptions::default(),
-    )
-    .map_err(|e| TrainError::Data(e.to_string()))?;
-    let training = retrieval_image_datasets(
-        &root,
-        &config.dataframe_name,
-        opts_of(t_train),
-        opts_of(transforms(None, "", "norm_albu")?),
-        ReadOptions::default(),
-    )
-    .map_err(|e| TrainError::Data(e.to_string()))?;
-    let val_ds = Arc::new(extraction.validation);
-    let train_ds = Arc::new(training.train);
-    let extractor = spec.build(&device)?.valid();
-    let ex_hash = fingerprint(&serde_json::json!([
-        config_json["extractor"],
-        config_json["transforms_extraction"],
+    opts: &TrainOptions,
+    extractor: &ExtractorSpec,
+    data: &RetrievalDatasets,
+    device: &Device,
+) -> Result<(Embeddings, Embeddings), TrainError> {
+    let extractor = extractor.build(device)?.valid();
+    let hash = fingerprint(&serde_json::json!([
+        serde_json::to_value(&config.extractor).unwrap_or_default(),
+        serde_json::to_value(&config.transforms_extraction).unwrap_or_default(),
         config.dataframe_name,
         config.precision
     ]));
@@ -527,45 +481,43 @@ pub fn train_postprocessor(
         .embeddings_cache_dir
         .as_ref()
         .map(|d| resolve(&opts.base_dir, d));
-    let bar = console.bar((extraction.train.len() + val_ds.len()) as u64, "embed");
-    let emb_train = embeddings_cached(cache.as_deref(), "train", &ex_hash, || {
+    let n = data.train.len() + data.validation.len();
+    let bar = opts.console.bar(n as u64, "embed");
+    let embed = |ds: &dyn Dataset<ImageItem>| {
         embed_dataset(
             &extractor,
-            &extraction.train,
+            ds,
             config.batch_size_inference,
-            &device,
+            device,
             Some(&bar),
         )
-    })?;
-    let emb_val = Arc::new(embeddings_cached(
-        cache.as_deref(),
-        "val",
-        &ex_hash,
-        || {
-            embed_dataset(
-                &extractor,
-                val_ds.as_ref(),
-                config.batch_size_inference,
-                &device,
-                Some(&bar),
-            )
-        },
-    )?);
+    };
+    let train = embeddings_cached(cache.as_deref(), "train", &hash, || embed(&data.train));
+    let val = train.and_then(|t| {
+        embeddings_cached(cache.as_deref(), "val", &hash, || embed(&data.validation))
+            .map(|v| (t, v))
+    });
     bar.finish_and_clear();
-    let emb_train = Arc::new(emb_train);
+    val
+}
 
-    // ---- the pairs the re-ranker asks for, and the extractor's own metrics
-    let meta = Arc::new(validation_meta(&val_ds));
-    let mconfig = metric_args.to_config();
+/// The frozen retrieval's metrics and the (query, gallery) pairs the re-ranker asks about
+/// (each query's top `top_n`, fixed because the extractor is frozen).
+fn asked_pairs(
+    emb_val: &Embeddings,
+    meta: &QueryGalleryMeta,
+    mconfig: &MetricsConfig,
+    top_n: usize,
+    device: &Device,
+) -> Result<(Evaluation, Vec<(usize, usize)>), TrainError> {
     let plain = evaluate(
         &emb_val.data,
         emb_val.dim,
-        &meta,
-        &mconfig,
-        &device,
+        meta,
+        mconfig,
+        device,
         &EvalHooks::default(),
-    )
-    .map_err(|e| TrainError::Metrics(e.to_string()))?;
+    )?;
     let asked: Arc<Mutex<Vec<(usize, usize)>>> = Arc::default();
     let recorder = {
         let asked = asked.clone();
@@ -574,310 +526,262 @@ pub fn train_postprocessor(
             Ok(vec![0.0; pairs.len()])
         }
     };
-    let probe = PairwiseReranker::new(rargs.top_n, recorder)
+    let probe = PairwiseReranker::new(top_n, recorder)
         .map_err(|e| TrainError::config("postprocessor.args.top_n", e.to_string()))?;
-    evaluate(
-        &emb_val.data,
-        emb_val.dim,
-        &meta,
-        &mconfig,
-        &device,
-        &EvalHooks {
-            postprocessor: Some((&probe, rargs.top_n)),
-            progress: None,
-        },
-    )
-    .map_err(|e| TrainError::Metrics(e.to_string()))?;
-    let pairs: Arc<Vec<(usize, usize)>> = Arc::new(std::mem::take(&mut *lock(&asked)));
-    let (query_ids, gallery_ids) = (Arc::new(meta.query_ids()), Arc::new(meta.gallery_ids()));
+    let hooks = EvalHooks {
+        postprocessor: Some((&probe, top_n)),
+        progress: None,
+    };
+    evaluate(&emb_val.data, emb_val.dim, meta, mconfig, device, &hooks)?;
+    let pairs = std::mem::take(&mut *lock(&asked));
+    Ok((plain, pairs))
+}
 
-    // ---- the model
+/// What validation scores: the asked pairs, as images or as the frozen embeddings.
+#[derive(Clone)]
+struct PairSource {
+    pairs: Arc<Vec<(usize, usize)>>,
+    query_ids: Arc<Vec<usize>>,
+    gallery_ids: Arc<Vec<usize>>,
+    dataset: Arc<ImageQueryGalleryLabeledDataset>,
+    embeddings: Arc<Embeddings>,
+    on_embeddings: bool,
+}
+
+impl PairSource {
+    /// Batches of asked pairs by position.
+    fn batches(self) -> MakeBatch<PairScoreBatch> {
+        Arc::new(move |idx: &[usize], dev: &Device| {
+            let a: Vec<usize> = idx
+                .iter()
+                .map(|&i| self.query_ids[self.pairs[i].0])
+                .collect();
+            let b: Vec<usize> = idx
+                .iter()
+                .map(|&i| self.gallery_ids[self.pairs[i].1])
+                .collect();
+            Ok(PairScoreBatch {
+                x1: self.inputs(&a, dev)?,
+                x2: self.inputs(&b, dev)?,
+                indices: idx.to_vec(),
+            })
+        })
+    }
+
+    fn inputs(&self, ids: &[usize], dev: &Device) -> Result<Tensor<4>, BurnDatasetError> {
+        if self.on_embeddings {
+            let e = self.embeddings.select(ids);
+            Ok(e.to_tensor(dev).reshape([ids.len(), e.dim, 1, 1]))
+        } else {
+            let items = self.dataset.get_many(ids.to_vec())?;
+            Ok(ImageBatcher::default().batch(items, dev).images)
+        }
+    }
+}
+
+/// The metrics of the frozen retrieval re-ranked with the model's scores of the asked pairs.
+fn rerank_scorer(
+    source: &PairSource,
+    meta: Arc<QueryGalleryMeta>,
+    mconfig: MetricsConfig,
+    figures: (Vec<(String, String)>, usize, bool),
+    top_n: usize,
+    device: Device,
+) -> Scorer {
+    let (pairs, emb_val, val_ds) = (
+        source.pairs.clone(),
+        source.embeddings.clone(),
+        source.dataset.clone(),
+    );
+    let (visualized, n_worst, log_images) = figures;
+    Box::new(move |scores: &Embeddings| {
+        let table: HashMap<(usize, usize), f32> = pairs
+            .iter()
+            .copied()
+            .zip(scores.data.iter().copied())
+            .collect();
+        let lookup = move |asked: &[(usize, usize)]| -> Result<Vec<f32>, RetrievalError> {
+            asked
+                .iter()
+                .map(|p| {
+                    table.get(p).copied().ok_or_else(|| {
+                        RetrievalError::Postprocess(format!("pair {p:?} was not scored"))
+                    })
+                })
+                .collect()
+        };
+        let reranker = PairwiseReranker::new(top_n, lookup)
+            .map_err(|e| TrainError::config("postprocessor.args.top_n", e.to_string()))?;
+        let hooks = EvalHooks {
+            postprocessor: Some((&reranker, top_n)),
+            progress: None,
+        };
+        let e = evaluate(&emb_val.data, emb_val.dim, &meta, &mconfig, &device, &hooks)?;
+        let figures = if log_images {
+            worst_query_figures(&e, &val_ds, &visualized, n_worst)?
+        } else {
+            Vec::new()
+        };
+        Ok((e.report, figures))
+    })
+}
+
+/// Saves the pairwise model with its section, under the concrete model's parameter paths (as
+/// `AnyPairwise::load_weights` reads them).
+fn save_pairwise(
+    m: &PairwiseLearner<AnyPairwise>,
+    section: &Value,
+    path: &Path,
+) -> Result<(), TrainError> {
+    let json = section.to_string();
+    Ok(match &m.model {
+        AnyPairwise::LinearSiamese(p) => save_burnpack(p, path, Some(&json)),
+        AnyPairwise::ConcatSiamese(p) => save_burnpack(p, path, Some(&json)),
+        AnyPairwise::TrivialDistanceSiamese(p) => save_burnpack(p, path, Some(&json)),
+    }?)
+}
+
+/// Runs `oml train-postprocessor`. Every section is parsed, the data set read and the frozen
+/// embeddings computed before the run folder is created.
+pub fn train_postprocessor(
+    config: &PostprocessorConfig,
+    opts: TrainOptions,
+) -> Result<PostprocessorOutcome, TrainError> {
+    let console = opts.console.clone();
+    let c = config.common();
+    let sections = config.sections()?;
+    let top_n = sections.reranker.top_n;
+    let plan = Plan::check(&c, &opts)?;
+    let device = plan.device().clone();
+    let extraction = plan.read_data(
+        &c,
+        sections.transforms_extraction.clone(),
+        sections.transforms_extraction,
+        &console,
+    )?;
+    plan.check_checkpoint_metric(&c, &extraction.validation)?;
+    let quiet = Common {
+        prepare_data: None,
+        show_dataset_warnings: false,
+        ..c.clone()
+    };
+    let plain_t = transforms(None, "", "norm_albu")?;
+    let train_ds = Arc::new(
+        plan.read_data(&quiet, sections.transforms_train, plain_t, &console)?
+            .train,
+    );
+    let sampler: Arc<dyn BatchSampler> = Arc::from(
+        sections
+            .sampler
+            .build(
+                train_ds.labels(),
+                train_ds.label_to_category().as_ref(),
+                config.seed,
+            )
+            .map_err(|e| TrainError::config("sampler", e.to_string()))?,
+    );
+    let batches_per_epoch = sampler.num_batches();
+    let scheduler = plan.scheduler(batches_per_epoch)?;
     device.seed(config.seed);
     let (pconfig, pairwise) = build_pairwise(
-        &rargs.pairwise_model,
+        &sections.reranker.pairwise_model,
         "postprocessor.args.pairwise_model",
         &device,
     )?;
-    let on_embeddings = takes_embeddings(&pconfig);
-    if config.freeze_n_epochs > 0 && !pairwise.is_freezable() {
-        return Err(TrainError::config(
-            "freeze_n_epochs",
-            format!(
-                "pairwise model `{}` has no backbone to freeze",
-                pconfig.name()
-            ),
-        ));
-    }
-    let interrupter = Interrupter::new();
-    let guard = StepGuard::new(interrupter.clone());
+    check_freeze(
+        config.freeze_n_epochs,
+        pairwise.is_freezable(),
+        &format!("pairwise model `{}`", pconfig.name()),
+    )?;
+    let (emb_train, emb_val) =
+        frozen_embeddings(config, &opts, &sections.extractor, &extraction, &device)?;
+    let (emb_train, emb_val) = (Arc::new(emb_train), Arc::new(emb_val));
+    let val_ds = Arc::new(extraction.validation);
+    let meta = Arc::new(validation_meta(&val_ds));
+    let mconfig = plan.metric_args.to_config();
+    let (plain, pairs) = asked_pairs(&emb_val, &meta, &mconfig, top_n, &device)?;
+    let figures = (
+        plan.metric_args.visualized(),
+        config.n_worst_queries.unwrap_or(5),
+        config.log_images,
+    );
+
+    let session = Session::open(&c, &plan, config, &opts)?;
+    session.initial("extractor alone", || {
+        let drawn = if figures.2 {
+            worst_query_figures(&plain, &val_ds, &figures.0, figures.1)?
+        } else {
+            Vec::new()
+        };
+        Ok((plain.report.clone(), drawn))
+    })?;
     let model = PairwiseLearner::new(
         pairwise,
         config.hard_pairs_mining,
         config.freeze_n_epochs,
-        guard.clone(),
+        session.guard.clone(),
     );
-    let labels = train_ds.labels().to_vec();
-    let l2c = train_ds.label_to_category();
-    let sampler: Arc<dyn oml_interfaces::BatchSampler> = Arc::from(
-        sampler_config
-            .build(&labels, l2c.as_ref(), config.seed)
-            .map_err(|e| TrainError::config("sampler", e.to_string()))?,
-    );
-    let batches_per_epoch = sampler.num_batches();
-    let (optim, lr) = build_optimizer(&config.optimizer, "optimizer")?;
-    let scheduler = build_scheduler(
-        config.scheduling.as_ref(),
-        lr,
+    let on_embeddings = takes_embeddings(&pconfig);
+    let et = emb_train.clone();
+    let convert: ToTrainBatch<ImageBatch, PairTrainBatch> =
+        Arc::new(move |b: ImageBatch, epoch| {
+            let emb = et.select(&b.indices).to_tensor(&b.images.device());
+            let [n, d] = emb.dims();
+            let inputs = if on_embeddings {
+                emb.clone().reshape([n, d, 1, 1])
+            } else {
+                b.images
+            };
+            PairTrainBatch {
+                inputs,
+                embeddings: emb,
+                labels: b.labels.unwrap_or_default(),
+                epoch,
+            }
+        });
+    let train_loader = plan.train_loader(&c, &session, sampler, &train_ds, convert);
+    let source = PairSource {
+        pairs: Arc::new(pairs),
+        query_ids: Arc::new(meta.query_ids()),
+        gallery_ids: Arc::new(meta.gallery_ids()),
+        dataset: val_ds.clone(),
+        embeddings: emb_val.clone(),
+        on_embeddings,
+    };
+    let validation = Validation {
+        n: source.pairs.len(),
+        batch_size: sections.reranker.batch_size,
+        score: rerank_scorer(&source, meta, mconfig, figures, top_n, device),
+        make: source.batches(),
+    };
+    let epochs_run = session.fit(
+        model.clone(),
+        plan.optimizer,
+        scheduler,
+        train_loader,
         batches_per_epoch,
-        "scheduling",
+        "bce",
+        validation,
     )?;
 
-    // ---- history, loggers, the extractor's metrics as epoch 0
-    let history_path = run.path.join("history.json");
-    let history = Arc::new(Mutex::new(load_history(
-        &run,
-        &config.metric_for_checkpointing,
-        config.mode_for_checkpointing,
-    )));
-    let fanout = loggers_from_config(config.logger.as_ref(), &run.path)
-        .map_err(|e| TrainError::config("logger", e.to_string()))?;
-    let mut logger = SharedLogger::new(fanout);
-    if !run.resumed {
-        let _ = logger.log_pipeline_info(
-            &config_json,
-            &config.tags,
-            Some(&root.join(&config.dataframe_name)),
-        );
-    }
-    let n_worst = config.n_worst_queries.unwrap_or(5);
-    if lock(&history).initial().is_none() {
-        let figures = if config.log_images {
-            worst_query_figures(&plain, &val_ds, &metric_args.visualized(), n_worst)?
-        } else {
-            Vec::new()
-        };
-        log_report(&mut logger, 0, &plain.report, &figures);
-        console.line(format!("extractor alone: {}", summary_line(&plain.report)));
-        lock(&history).push(EpochRecord::new(0, plain.report.clone()));
-        write_json(&history_path, &*lock(&history))?;
-    }
-    if lookup(&plain.report, &config.metric_for_checkpointing).is_none() {
-        return Err(TrainError::config(
-            "metric_for_checkpointing",
-            format!("`{}` is not computed", config.metric_for_checkpointing),
-        ));
-    }
-
-    // ---- loaders
-    let start = run.resume_epoch.unwrap_or(0);
-    let mut epochs_run = 0;
-    if start < config.max_epochs {
-        let batcher: Arc<dyn Batcher<ImageItem, ImageBatch>> = Arc::new(ImageBatcher::default());
-        let train_dyn: Arc<dyn Dataset<ImageItem>> = train_ds.clone();
-        let pk = PkDataLoader::new(sampler.clone(), train_dyn, batcher, device.clone())
-            .with_num_workers(config.num_workers)
-            .with_start_epoch(start);
-        let et = emb_train.clone();
-        let convert: ToTrainBatch<ImageBatch, PairTrainBatch> =
-            Arc::new(move |b: ImageBatch, epoch| {
-                let dev = b.images.device();
-                let emb = et.select(&b.indices).to_tensor(&dev);
-                let [n, d] = emb.dims();
-                let inputs = if on_embeddings {
-                    emb.clone().reshape([n, d, 1, 1])
-                } else {
-                    b.images
-                };
-                PairTrainBatch {
-                    inputs,
-                    embeddings: emb,
-                    labels: b.labels.unwrap_or_default(),
-                    epoch,
-                }
-            });
-        let base = train_ds.base().clone();
-        let stop = stop_after(interrupter.clone(), opts.stop_after_epoch);
-        let hook = Arc::new(move |e: usize| {
-            base.set_epoch(e as u64);
-            stop(e);
-        });
-        let train_loader: Arc<dyn DataLoader<PairTrainBatch>> =
-            Arc::new(EpochTagged::new(Arc::new(pk), convert, start + 1).with_epoch_hook(hook));
-
-        let (vds, ev, pp, qi, gi) = (
-            val_ds.clone(),
-            emb_val.clone(),
-            pairs.clone(),
-            query_ids.clone(),
-            gallery_ids.clone(),
-        );
-        let make = Arc::new(
-            move |idx: &[usize], dev: &Device| -> Result<PairScoreBatch, BurnDatasetError> {
-                let a: Vec<usize> = idx.iter().map(|&i| qi[pp[i].0]).collect();
-                let b: Vec<usize> = idx.iter().map(|&i| gi[pp[i].1]).collect();
-                let load = |ids: &[usize]| -> Result<Tensor<4>, BurnDatasetError> {
-                    if on_embeddings {
-                        let e = ev.select(ids);
-                        Ok(e.to_tensor(dev).reshape([ids.len(), e.dim, 1, 1]))
-                    } else {
-                        Ok(ImageBatcher::default()
-                            .batch(vds.get_many(ids.to_vec())?, dev)
-                            .images)
-                    }
-                };
-                Ok(PairScoreBatch {
-                    x1: load(&a)?,
-                    x2: load(&b)?,
-                    indices: idx.to_vec(),
-                })
-            },
-        );
-        let gated = EveryNthEpoch::new(
-            Arc::new(ChunkLoader::new(
-                pairs.len(),
-                rargs.batch_size,
-                make,
-                device.clone(),
-            )),
-            config.valid_period,
-            config.max_epochs,
-            start + 1,
-        );
-        let valid_epoch = gated.current_epoch();
-        let valid_loader: Arc<dyn DataLoader<PairScoreBatch>> = Arc::new(gated);
-
-        let on_epoch: OnEpoch = {
-            let (pairs, emb_val, meta, mconfig, val_ds) = (
-                pairs.clone(),
-                emb_val.clone(),
-                meta.clone(),
-                mconfig.clone(),
-                val_ds.clone(),
-            );
-            let (history, history_path, mut logger, console) = (
-                history.clone(),
-                history_path.clone(),
-                logger.clone(),
-                console.clone(),
-            );
-            let (visualized, log_images, top_n, device, max_epochs) = (
-                metric_args.visualized(),
-                config.log_images,
-                rargs.top_n,
-                device.clone(),
-                config.max_epochs,
-            );
-            Box::new(move |epoch: usize, scores: &Embeddings| {
-                let table: HashMap<(usize, usize), f32> = pairs
-                    .iter()
-                    .copied()
-                    .zip(scores.data.iter().copied())
-                    .collect();
-                let lookup = move |asked: &[(usize, usize)]| -> Result<Vec<f32>, RetrievalError> {
-                    asked
-                        .iter()
-                        .map(|p| {
-                            table.get(p).copied().ok_or_else(|| {
-                                RetrievalError::Postprocess(format!("pair {p:?} was not scored"))
-                            })
-                        })
-                        .collect()
-                };
-                let reranker = PairwiseReranker::new(top_n, lookup).map_err(|e| e.to_string())?;
-                let hooks = EvalHooks {
-                    postprocessor: Some((&reranker, top_n)),
-                    progress: None,
-                };
-                let e = evaluate(&emb_val.data, emb_val.dim, &meta, &mconfig, &device, &hooks)
-                    .map_err(|e| e.to_string())?;
-                let figures = if log_images {
-                    worst_query_figures(&e, &val_ds, &visualized, n_worst)
-                        .map_err(|e| e.to_string())?
-                } else {
-                    Vec::new()
-                };
-                log_report(&mut logger, epoch as u64, &e.report, &figures);
-                console.line(format!(
-                    "epoch {epoch}/{max_epochs}: {}",
-                    summary_line(&e.report)
-                ));
-                let mut h = lock(&history);
-                h.push(EpochRecord::new(epoch, e.report.clone()));
-                write_json(&history_path, &*h).map_err(|e| e.to_string())?;
-                Ok(e.report)
-            })
-        };
-        let hub = Arc::new(Mutex::new(ValidationHub::new(
-            pairs.len(),
-            valid_epoch,
-            on_epoch,
-            guard.clone(),
-        )));
-        let ctx = FitContext {
-            run: &run,
-            max_epochs: config.max_epochs,
-            devices: &devices,
-            interrupter: interrupter.clone(),
-            guard: guard.clone(),
-            history: history.clone(),
-            logger: logger.clone(),
-            console: console.clone(),
-            loss_name: "bce".into(),
-            batches_per_epoch,
-        };
-        epochs_run = fit(
-            ctx,
-            model.clone(),
-            optim,
-            scheduler,
-            train_loader,
-            valid_loader,
-            hub,
-        )?;
-    }
-
-    // ---- export
-    let json = serde_json::to_string(&rargs.pairwise_model).unwrap_or_default();
-    // the concrete model's parameter paths, as `AnyPairwise::load_weights` reads them
-    let save = |m: &PairwiseLearner<AnyPairwise>, path: &Path| {
-        match &m.model {
-            AnyPairwise::LinearSiamese(p) => save_burnpack(p, path, Some(&json)),
-            AnyPairwise::ConcatSiamese(p) => save_burnpack(p, path, Some(&json)),
-            AnyPairwise::TrivialDistanceSiamese(p) => save_burnpack(p, path, Some(&json)),
-        }
-        .map_err(|e| TrainError::Model(e.to_string()))
-    };
-    let last_model = load_epoch(&model, &run.ckpt_dir, config.max_epochs)?;
-    let last_checkpoint = run.ckpt_dir.join("last.bpk");
-    save(&last_model, &last_checkpoint)?;
-    let best = lock(&history).best();
-    let best_checkpoint = run.ckpt_dir.join("best.bpk");
-    match best {
-        Some(b) if b.epoch != config.max_epochs => save(
-            &load_epoch(&model, &run.ckpt_dir, b.epoch)?,
-            &best_checkpoint,
-        )?,
-        _ => save(&last_model, &best_checkpoint)?,
-    }
-    let h = lock(&history).clone();
-    let last = h
-        .get(config.max_epochs)
-        .map(|r| r.report.clone())
-        .ok_or_else(|| {
-            TrainError::Training(format!(
+    let pairwise_section = &sections.reranker.pairwise_model;
+    let out = session.export(
+        &model,
+        |m, path| save_pairwise(m, pairwise_section, path),
+        |_| {
+            Err(TrainError::Training(format!(
                 "the validation of epoch {} is missing; run the command again",
                 config.max_epochs
-            ))
-        })?;
-    write_json(&run.path.join("metrics.json"), &last)?;
-    finish(&run, &mut logger, config.max_epochs)?;
+            )))
+        },
+    )?;
     Ok(PostprocessorOutcome {
-        run_dir: run.path.clone(),
+        run_dir: session.run.path.clone(),
         initial: plain.report,
-        last,
-        best: best.map(|b| (b.epoch, b.value)),
-        last_checkpoint,
-        best_checkpoint,
+        last: out.last,
+        best: out.best,
+        last_checkpoint: out.last_checkpoint,
+        best_checkpoint: out.best_checkpoint,
         epochs_run,
     })
 }

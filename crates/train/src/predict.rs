@@ -15,7 +15,7 @@ use crate::config::{PredictConfig, resolve};
 use crate::data::{embed_dataset, transforms};
 use crate::error::TrainError;
 use crate::extractor::ExtractorSpec;
-use crate::train::select_devices;
+use crate::pipeline::select_devices;
 
 /// Image extensions `oml predict` reads (as OML's `IMAGE_EXTENSIONS`, case-insensitive).
 pub const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];

@@ -23,8 +23,8 @@ use crate::data::{
 };
 use crate::error::TrainError;
 use crate::extractor::ExtractorSpec;
+use crate::pipeline::select_devices;
 use crate::progress::Console;
-use crate::train::select_devices;
 
 /// How to run `oml validate` beyond the config.
 pub type ValidateOptions = crate::config::RunOptions;
@@ -82,7 +82,7 @@ fn default_bs() -> usize {
 }
 
 fn retrieval_err(e: RetrievalError) -> TrainError {
-    TrainError::Metrics(e.to_string())
+    TrainError::Retrieval(e)
 }
 
 /// Builds a post-processor section: `constant_thresholding {th}`, `adaptive_thresholding
@@ -177,10 +177,10 @@ pub(crate) fn validation_dataset(
     }
     let val = df.split(Split::Validation);
     if val.is_empty() {
-        return Err(TrainError::Data(format!(
-            "{} has no validation rows",
-            root.join(dataframe_name).display()
-        )));
+        return Err(TrainError::EmptySplit {
+            csv: root.join(dataframe_name).display().to_string(),
+            split: "validation",
+        });
     }
     ImageQueryGalleryLabeledDataset::from_dataframe(&val, Some(root), options)
         .map_err(|e| TrainError::Data(e.to_string()))
@@ -277,7 +277,7 @@ pub fn validate(
     let mconfig = metric_args.to_config();
     let result = evaluate(&emb.data, emb.dim, &meta, &mconfig, &device, &hooks);
     bar.finish_and_clear();
-    let evaluation = result.map_err(|e| TrainError::Metrics(e.to_string()))?;
+    let evaluation = result?;
     let metric_seconds = t1.elapsed().as_secs_f64();
 
     let mut written = Vec::new();

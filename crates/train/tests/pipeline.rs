@@ -302,31 +302,49 @@ fn an_interrupted_run_resumes_to_the_uninterrupted_result() {
     );
 }
 
+/// Every section is checked before the run folder exists: a bad one is an error naming its
+/// key, and nothing is written under `logs_root`.
 #[test]
-fn config_errors_name_the_key() {
+fn config_errors_name_the_key_before_anything_is_written() {
     let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     synthetic_dataset(&data, 4);
-    let yaml = train_yaml(&data, &dir.path().join("runs"), 1);
-    let bad = yaml.replace("lr: 0.003", "lr: 0.003, momentum: 0.9");
-    let config: TrainConfig = parse_config(&bad).unwrap();
-    let e = train(&config, options("x")).unwrap_err().to_string();
-    assert!(
-        e.contains("optimizer.args") && e.contains("momentum"),
-        "{e}"
-    );
-    let bad = yaml.replace("n_instances: 4", "n_instance: 4");
-    let config: TrainConfig = parse_config(&bad).unwrap();
-    let e = train(&config, options("x")).unwrap_err().to_string();
-    assert!(e.contains("sampler") && e.contains("n_instance"), "{e}");
-    let bad = format!("{yaml}metric_for_checkpointing: OVERALL/cmc/10\n");
-    let config: TrainConfig = parse_config(&bad).unwrap();
-    let e = train(&config, options("x")).unwrap_err().to_string();
-    assert!(
-        e.contains("metric_for_checkpointing") && e.contains("OVERALL/cmc/1"),
-        "{e}"
-    );
+    let logs = dir.path().join("runs");
+    let yaml = train_yaml(&data, &logs, 1);
+    for (bad, needles) in [
+        (
+            yaml.replace("lr: 0.003", "lr: 0.003, momentum: 0.9"),
+            &["optimizer.args", "momentum"][..],
+        ),
+        (
+            yaml.replace("n_instances: 4", "n_instance: 4"),
+            &["sampler", "n_instance"],
+        ),
+        (
+            format!("{yaml}metric_for_checkpointing: OVERALL/cmc/10\n"),
+            &["metric_for_checkpointing", "OVERALL/cmc/1"],
+        ),
+        (
+            format!("{yaml}logger: {{name: mlflow, args: {{log_model: true}}}}\n"),
+            &["logger.args.log_model"],
+        ),
+        (
+            format!("{yaml}scheduling: {{scheduler: {{name: step, args: {{step_sise: 2}}}}}}\n"),
+            &["scheduling.scheduler.args", "step_sise"],
+        ),
+        (
+            yaml.replace("margin: 0.2,", "margin: 0.2, reduction: avg,"),
+            &["criterion", "`reduction` = avg"],
+        ),
+    ] {
+        let config: TrainConfig = parse_config(&bad).unwrap();
+        let e = train(&config, options("x")).unwrap_err().to_string();
+        for needle in needles {
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+        assert!(!logs.exists(), "{e}: a run folder was created");
+    }
 }
 
 /// The float tensors of a burnpack file, by parameter path.

@@ -51,6 +51,13 @@ pub trait Extractor: Module {
     /// # Shapes
     /// `images` `[B, C, H, W]` → `[B, feat_dim]`.
     fn extract(&self, images: Tensor<4>) -> Tensor<2>;
+
+    /// [`extract`](Self::extract) for many batches of a model that does not change: what an
+    /// extractor can prepare once (e.g. weights folded and laid out for the CPU fast path) is
+    /// prepared when this is called, not at every batch. The default prepares nothing.
+    fn inference(&self) -> Box<dyn Fn(Tensor<4>) -> Tensor<2> + '_> {
+        Box::new(move |images| self.extract(images))
+    }
 }
 
 /// OML's `IPairwiseModel`: a score for a pair of inputs.

@@ -107,7 +107,19 @@ impl<E: Extractor + ModuleDisplay> Extractor for ExtractorWithMLP<E> {
     }
 
     fn extract(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = self.extractor.extract(images);
+        self.project(self.extractor.extract(images))
+    }
+
+    /// The backbone's prepared inference, then the projection.
+    fn inference(&self) -> Box<dyn Fn(Tensor<4>) -> Tensor<2> + '_> {
+        let backbone = self.extractor.inference();
+        Box::new(move |images| self.project(backbone(images)))
+    }
+}
+
+impl<E: Extractor + ModuleDisplay> ExtractorWithMLP<E> {
+    /// The MLP over the backbone's features (detached unless the backbone trains).
+    fn project(&self, mut x: Tensor<2>) -> Tensor<2> {
         if !self.train_backbone {
             x = x.detach();
         }

@@ -268,53 +268,132 @@ impl Block {
     /// # Shapes
     /// `[B, Cin, H, W] -> [B, Cout, H/stride, W/stride]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let conv = |layer: &Conv2d, bn: &BatchNorm, x: &Tensor<4>, r: Option<&Tensor<4>>, relu| {
-            Ok::<_, Infallible>(ops::conv2d_bn_add(
-                layer,
-                Some(bn),
-                r.cloned(),
-                relu,
-                x.clone(),
-            ))
-        };
-        match self.wire(&x, conv) {
+        let conv =
+            |&(layer, bn): &(&Conv2d, &BatchNorm), x: &Tensor<4>, r: Option<&Tensor<4>>, relu| {
+                Ok::<_, Infallible>(ops::conv2d_bn_add(
+                    layer,
+                    Some(bn),
+                    r.cloned(),
+                    relu,
+                    x.clone(),
+                ))
+            };
+        match self.wiring().run(&x, conv) {
             Ok(y) => y,
             Err(never) => match never {},
         }
     }
 
-    /// [`Self::forward`] on NHWC host activations; `None` where the host path does not apply.
-    fn host_forward(&self, x: &Map) -> Option<Map> {
-        let conv = |layer: &Conv2d, bn: &BatchNorm, x: &Map, r: Option<&Map>, relu| {
-            HostConv::new(layer, Some(bn))
-                .and_then(|c| c.forward(x, r, relu))
-                .ok_or(())
-        };
-        self.wire(x, conv).ok()
+    /// The block's convolutions with their BatchNorms, in wiring order.
+    fn wiring(&self) -> Wiring<(&Conv2d, &BatchNorm)> {
+        Wiring {
+            down: self.downsample.as_ref().map(|d| (&d.conv, &d.bn)),
+            c1: (&self.conv1, &self.bn1),
+            c2: (&self.conv2, &self.bn2),
+            c3: self.conv3.as_ref().zip(self.bn3.as_ref()),
+        }
     }
+}
 
-    /// The block's wiring, for either kind of activation: `conv(layer, bn, input, residual,
-    /// relu)` is `relu?(bn(layer(input)) + residual?)`. The last convolution adds the shortcut
-    /// and applies the ReLU as it writes its output.
-    fn wire<A, E>(
+/// A block's layers (`L`: a convolution with its BatchNorm, or its host form) in wiring order:
+/// the shortcut's projection, then conv1 … conv3 (conv3 in bottlenecks only).
+struct Wiring<L> {
+    down: Option<L>,
+    c1: L,
+    c2: L,
+    c3: Option<L>,
+}
+
+impl<L> Wiring<L> {
+    /// The block's wiring, for either kind of layer and activation: `conv(layer, input,
+    /// residual, relu)` is `relu?(layer(input) + residual?)`. The last convolution adds the
+    /// shortcut and applies the ReLU as it writes its output.
+    fn run<A, E>(
         &self,
         x: &A,
-        conv: impl Fn(&Conv2d, &BatchNorm, &A, Option<&A>, bool) -> Result<A, E>,
+        conv: impl Fn(&L, &A, Option<&A>, bool) -> Result<A, E>,
     ) -> Result<A, E> {
-        let projected = match &self.downsample {
-            Some(d) => Some(conv(&d.conv, &d.bn, x, None, false)?),
+        let projected = match &self.down {
+            Some(d) => Some(conv(d, x, None, false)?),
             None => None,
         };
         let identity = projected.as_ref().unwrap_or(x);
-        let out = conv(&self.conv1, &self.bn1, x, None, true)?;
-        match (&self.conv3, &self.bn3) {
-            (Some(c3), Some(b3)) => {
+        let out = conv(&self.c1, x, None, true)?;
+        match &self.c3 {
+            Some(c3) => {
                 // A bottleneck: conv2's output goes through a ReLU into conv3.
-                let out = conv(&self.conv2, &self.bn2, &out, None, true)?;
-                conv(c3, b3, &out, Some(identity), true)
+                let out = conv(&self.c2, &out, None, true)?;
+                conv(c3, &out, Some(identity), true)
             }
-            _ => conv(&self.conv2, &self.bn2, &out, Some(identity), true),
+            None => conv(&self.c2, &out, Some(identity), true),
         }
+    }
+
+    /// Every layer mapped by `f`; `None` if `f` gives `None` for one.
+    fn try_map<M>(&self, f: impl Fn(&L) -> Option<M>) -> Option<Wiring<M>> {
+        Some(Wiring {
+            down: match &self.down {
+                Some(d) => Some(f(d)?),
+                None => None,
+            },
+            c1: f(&self.c1)?,
+            c2: f(&self.c2)?,
+            c3: match &self.c3 {
+                Some(c) => Some(f(c)?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// A ResNet body prepared for inference on the host once: every convolution an implicit GEMM
+/// over NHWC activations ([`crate::nhwc`]) with its BatchNorm folded and its weights laid out,
+/// from the stem to the last block without a layout change or a pass of its own for the
+/// BatchNorms, residuals and ReLUs.
+pub(crate) struct HostResNet {
+    stem: HostConv,
+    /// The max pool's kernel, stride and (symmetric) padding.
+    pool: [[usize; 2]; 3],
+    blocks: Vec<Wiring<HostConv>>,
+}
+
+impl HostResNet {
+    /// `None` (then Burn's layers run) where a layer is outside what the host path covers.
+    pub fn new(net: &ResNet) -> Option<Self> {
+        let pool = &net.maxpool;
+        let padding = match pool.padding {
+            PaddingConfig2d::Explicit(t, l, b, r) if t == b && l == r => [t, l],
+            PaddingConfig2d::Valid => [0, 0],
+            _ => return None,
+        };
+        if pool.dilation != [1, 1] || pool.ceil_mode {
+            return None;
+        }
+        let blocks = [&net.layer1, &net.layer2, &net.layer3, &net.layer4]
+            .into_iter()
+            .flatten()
+            .map(|b| b.wiring().try_map(|&(c, bn)| HostConv::new(c, Some(bn))))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self {
+            stem: HostConv::new(&net.conv1, Some(&net.bn1))?,
+            pool: [pool.kernel_size, pool.stride, padding],
+            blocks,
+        })
+    }
+
+    /// The last conv feature map; `None` where the input does not fit the layers.
+    pub fn forward_map(&self, x: Tensor<4>) -> Option<Tensor<4>> {
+        let device = x.device();
+        let x = Map::from_tensor(x)?;
+        let stem = self.stem.forward(&x, None, true)?;
+        let [kernel, stride, padding] = self.pool;
+        let mut x = nhwc::max_pool(&stem, kernel, stride, padding)?;
+        for block in &self.blocks {
+            let conv =
+                |c: &HostConv, x: &Map, r: Option<&Map>, relu| c.forward(x, r, relu).ok_or(());
+            x = block.run(&x, conv).ok()?;
+        }
+        Some(x.into_tensor(&device))
     }
 }
 
@@ -409,10 +488,25 @@ impl ResNet {
     /// # Shapes
     /// `[B, 3, H, W] -> [B, C, H/32, W/32]`.
     pub fn forward_map(&self, x: Tensor<4>) -> Tensor<4> {
-        if ops::host_inference(&x.device())
-            && let Some(map) = self.host_forward_map(x.clone())
-        {
-            return map.into_tensor(&x.device());
+        self.forward_map_with(None, x)
+    }
+
+    /// [`Self::forward_map`] through `host` when given (prepared once by the caller), else
+    /// through a [`HostResNet`] prepared now on a CPU backend at inference, else Burn's layers.
+    fn forward_map_with(&self, host: Option<&HostResNet>, x: Tensor<4>) -> Tensor<4> {
+        let device = x.device();
+        if ops::host_inference(&device) {
+            let prepared;
+            let host = match host {
+                Some(h) => Some(h),
+                None => {
+                    prepared = HostResNet::new(self);
+                    prepared.as_ref()
+                }
+            };
+            if let Some(map) = host.and_then(|h| h.forward_map(x.clone())) {
+                return map;
+            }
         }
         let mut x = self
             .maxpool
@@ -425,37 +519,16 @@ impl ResNet {
         x
     }
 
-    /// The body at inference on a CPU backend: every convolution an implicit GEMM over NHWC
-    /// activations ([`crate::nhwc`]), from the stem to the last block without a layout change
-    /// or a pass of its own for the BatchNorms, residuals and ReLUs. `None` (then Burn's layers
-    /// run) where a layer is outside what the host path covers.
-    fn host_forward_map(&self, x: Tensor<4>) -> Option<Map> {
-        let pool = &self.maxpool;
-        let padding = match pool.padding {
-            PaddingConfig2d::Explicit(t, l, b, r) if t == b && l == r => [t, l],
-            PaddingConfig2d::Valid => [0, 0],
-            _ => return None,
-        };
-        if pool.dilation != [1, 1] || pool.ceil_mode {
-            return None;
-        }
-        let x = Map::from_tensor(x)?;
-        let stem = HostConv::new(&self.conv1, Some(&self.bn1))?.forward(&x, None, true)?;
-        let mut x = nhwc::max_pool(&stem, pool.kernel_size, pool.stride, padding)?;
-        for layer in [&self.layer1, &self.layer2, &self.layer3, &self.layer4] {
-            for block in layer {
-                x = block.host_forward(&x)?;
-            }
-        }
-        Some(x)
-    }
-
     /// Pooled features, then fc when kept.
     ///
     /// # Shapes
     /// `[B, 3, H, W] -> [B, feat_dim]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let map = self.forward_map(x);
+        self.head(self.forward_map(x))
+    }
+
+    /// Pooling, then fc when kept: `[B, C, h, w] -> [B, feat_dim]`.
+    fn head(&self, map: Tensor<4>) -> Tensor<2> {
         let mut x = match self.gem_p {
             Some(p) => ops::gem(map, p),
             None => ops::avg_pool(map),
@@ -523,7 +596,25 @@ impl Extractor for ResnetExtractor {
     }
 
     fn extract(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = self.model.forward(images);
+        self.finish(self.model.forward(images))
+    }
+
+    /// The host path's convolutions are prepared (BatchNorms folded, weights laid out) once,
+    /// not at every batch.
+    fn inference(&self) -> Box<dyn Fn(Tensor<4>) -> Tensor<2> + '_> {
+        let host = ops::host_inference(&self.model.conv1.weight.device())
+            .then(|| HostResNet::new(&self.model))
+            .flatten();
+        Box::new(move |images| {
+            let map = self.model.forward_map_with(host.as_ref(), images);
+            self.finish(self.model.head(map))
+        })
+    }
+}
+
+impl ResnetExtractor {
+    /// OML's optional normalisation of the features.
+    fn finish(&self, x: Tensor<2>) -> Tensor<2> {
         if self.config.normalise_features {
             ops::normalise(x)
         } else {
@@ -605,6 +696,27 @@ mod tests {
     use oml_interfaces::cpu::host_f32;
     use oml_interfaces::device::test_device;
 
+    /// The prepared inference gives `extract`'s values at every batch (weights prepared once,
+    /// normalisation and fc included), and an extractor over it (`extractor_with_mlp`) too.
+    #[test]
+    fn prepared_inference_equals_extract() {
+        let device = test_device();
+        let model = ResnetExtractorConfig::new(ResnetArch::Resnet18)
+            .with_normalise_features(true)
+            .init(&device)
+            .unwrap();
+        let run = model.inference();
+        for size in [32, 45] {
+            let x =
+                Tensor::<4>::random([2, 3, size, size], Distribution::Normal(0.0, 1.0), &device);
+            let (got, want) = (
+                host_f32(run(x.clone())).unwrap(),
+                host_f32(model.extract(x)).unwrap(),
+            );
+            assert_eq!(got, want, "size {size}");
+        }
+    }
+
     /// Running statistics and affine parameters away from the identity, so that folding them
     /// into the convolutions is really checked.
     fn randomise(bn: &mut BatchNorm, device: &Device) {
@@ -645,10 +757,10 @@ mod tests {
             }
             // Odd, non-square sizes: every padding edge and a last stage of 2×1 positions.
             let x = Tensor::<4>::random([2, 3, 45, 23], Distribution::Normal(0.0, 1.0), &device);
-            let got = model
-                .host_forward_map(x.clone())
+            let got = HostResNet::new(&model)
                 .expect("the host path applies")
-                .into_tensor(&device);
+                .forward_map(x.clone())
+                .expect("the input fits");
             // An autodiff device takes Burn's layers: the reference.
             let ad = device.clone().autodiff();
             let want = model.fork(&ad).forward_map(x.to_device(&ad));

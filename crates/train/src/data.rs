@@ -254,10 +254,11 @@ pub fn embed_dataset<E: Extractor>(
     let mut rows = 0;
     let mut dim = extractor.feat_dim();
     let mut data = Vec::with_capacity(ds.len() * dim);
+    let extract = extractor.inference();
     for batch in sequential_batches(ds, batch_size, device) {
         let batch = batch.map_err(|e| TrainError::Data(e.to_string()))?;
         let n = batch.len();
-        let emb = Embeddings::from_tensor(extractor.extract(batch.images))
+        let emb = Embeddings::from_tensor(extract(batch.images))
             .map_err(|e| TrainError::ModelOutput(format!("reading embeddings: {e}")))?;
         dim = emb.dim;
         data.extend_from_slice(&emb.data);

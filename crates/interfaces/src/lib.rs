@@ -15,6 +15,10 @@
 //! | `IPipelineLogger`, `IFigureLogger` | [`PipelineLogger`] |
 //! | `RetrievalResults`, `IRetrievalPostprocessor` | [`RetrievalResults`], [`RetrievalPostprocessor`] |
 //!
+//! Every config section that names a registry object (`{name: <registry name>, args: {...}}`:
+//! miners, criteria, samplers, extractors, optimizers, …) is a [`registry::Named`], and a
+//! registry reads its variant's arguments with [`registry::Named::args_as`].
+//!
 //! Tensors carry their backend in their [`Device`](burn::tensor::Device): no type in this crate
 //! has a backend parameter. [`device::select_device`] picks the device from a name, `BURN_DEVICE`
 //! or the compiled-in default.
@@ -61,6 +65,7 @@ pub mod loggers;
 pub mod metrics;
 pub mod miners;
 pub mod models;
+pub mod registry;
 pub mod retrieval;
 pub mod samplers;
 

@@ -1,5 +1,7 @@
 //! Configs in OML's registry format, `{name: <registry name>, args: {...}}`, deserialisable
-//! from YAML or JSON, and what they build.
+//! from YAML or JSON, and what they build. Both go through
+//! [`oml_interfaces::registry::Named`]; arguments are read with `Named::args_as`, so errors name
+//! the path inside `args` (``criterion `triplet`: args.margin: …``).
 //!
 //! Names: miners `all_triplets`, `hard_triplets`, `n_hard_triplets`, `hard_cluster`,
 //! `triplets_with_memory`, `miner_with_bank`; criteria `triplet`, `triplet_plain`,
@@ -10,8 +12,8 @@
 
 use burn::module::Module;
 use burn::prelude::*;
+use oml_interfaces::registry::{ArgsError, Named};
 use oml_interfaces::{Criterion, LossError, LossOutput, MiningError, Reduction};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::sync::Arc;
 
@@ -24,37 +26,9 @@ use crate::miners::{
     NHardTripletsMiner, TripletMinerWithMemory,
 };
 
-/// The wire form of every config: a registry name and its arguments.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Named {
-    name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    args: Option<serde_yaml_ng::Value>,
-}
-
-fn parse_args<T: DeserializeOwned>(
-    kind: &str,
-    name: &str,
-    args: Option<serde_yaml_ng::Value>,
-) -> Result<T, String> {
-    let value = match args {
-        None | Some(serde_yaml_ng::Value::Null) => {
-            serde_yaml_ng::Value::Mapping(Default::default())
-        }
-        Some(v) => v,
-    };
-    serde_yaml_ng::from_value(value).map_err(|e| format!("{kind} `{name}`: {e}"))
-}
-
-fn to_named<T: Serialize>(name: &str, args: &T) -> Named {
-    let args = serde_yaml_ng::to_value(args)
-        .ok()
-        .filter(|v| !matches!(v, serde_yaml_ng::Value::Mapping(m) if m.is_empty()));
-    Named {
-        name: name.to_string(),
-        args,
-    }
+/// Formats an argument error of a registry config: ``{kind} `{name}`: args.<path>: <message>``.
+fn args_error(kind: &str, name: &str) -> impl Fn(ArgsError) -> String {
+    move |e| format!("{kind} `{name}`: {e}")
 }
 
 /// A count given in a config, validated into `usize` (≥ `min`) naming the parameter.
@@ -245,22 +219,20 @@ impl Default for MinerConfig {
 impl TryFrom<Named> for MinerConfig {
     type Error = String;
     fn try_from(n: Named) -> Result<Self, String> {
-        let k = "miner";
+        let err = args_error("miner", &n.name);
         Ok(match n.name.as_str() {
-            "all_triplets" => MinerConfig::AllTriplets(parse_args(k, &n.name, n.args)?),
+            "all_triplets" => MinerConfig::AllTriplets(n.args_as().map_err(err)?),
             "hard_triplets" => {
-                parse_args::<NoArgs>(k, &n.name, n.args)?;
+                n.args_as::<NoArgs>().map_err(err)?;
                 MinerConfig::HardTriplets
             }
-            "n_hard_triplets" => MinerConfig::NHardTriplets(parse_args(k, &n.name, n.args)?),
+            "n_hard_triplets" => MinerConfig::NHardTriplets(n.args_as().map_err(err)?),
             "hard_cluster" => {
-                parse_args::<NoArgs>(k, &n.name, n.args)?;
+                n.args_as::<NoArgs>().map_err(err)?;
                 MinerConfig::HardCluster
             }
-            "triplets_with_memory" => {
-                MinerConfig::TripletsWithMemory(parse_args(k, &n.name, n.args)?)
-            }
-            "miner_with_bank" => MinerConfig::MinerWithBank(parse_args(k, &n.name, n.args)?),
+            "triplets_with_memory" => MinerConfig::TripletsWithMemory(n.args_as().map_err(err)?),
+            "miner_with_bank" => MinerConfig::MinerWithBank(n.args_as().map_err(err)?),
             other => {
                 return Err(format!(
                     "unknown miner `{other}`: expected one of all_triplets, hard_triplets, \
@@ -274,11 +246,11 @@ impl TryFrom<Named> for MinerConfig {
 impl From<MinerConfig> for Named {
     fn from(c: MinerConfig) -> Self {
         match &c {
-            MinerConfig::AllTriplets(a) => to_named(c.name(), a),
-            MinerConfig::HardTriplets | MinerConfig::HardCluster => to_named(c.name(), &NoArgs {}),
-            MinerConfig::NHardTriplets(a) => to_named(c.name(), a),
-            MinerConfig::TripletsWithMemory(a) => to_named(c.name(), a),
-            MinerConfig::MinerWithBank(a) => to_named(c.name(), a),
+            MinerConfig::AllTriplets(a) => Named::new(c.name(), a),
+            MinerConfig::HardTriplets | MinerConfig::HardCluster => Named::new(c.name(), NoArgs {}),
+            MinerConfig::NHardTriplets(a) => Named::new(c.name(), a),
+            MinerConfig::TripletsWithMemory(a) => Named::new(c.name(), a),
+            MinerConfig::MinerWithBank(a) => Named::new(c.name(), a),
         }
     }
 }
@@ -532,19 +504,15 @@ impl CriterionConfig {
 impl TryFrom<Named> for CriterionConfig {
     type Error = String;
     fn try_from(n: Named) -> Result<Self, String> {
-        let k = "criterion";
+        let err = args_error("criterion", &n.name);
         Ok(match n.name.as_str() {
-            "triplet" => CriterionConfig::Triplet(parse_args(k, &n.name, n.args)?),
-            "triplet_plain" => CriterionConfig::TripletPlain(parse_args(k, &n.name, n.args)?),
-            "triplet_with_miner" => {
-                CriterionConfig::TripletWithMiner(parse_args(k, &n.name, n.args)?)
-            }
-            "surrogate_precision" => {
-                CriterionConfig::SurrogatePrecision(parse_args(k, &n.name, n.args)?)
-            }
-            "arcface" => CriterionConfig::ArcFace(parse_args(k, &n.name, n.args)?),
+            "triplet" => CriterionConfig::Triplet(n.args_as().map_err(err)?),
+            "triplet_plain" => CriterionConfig::TripletPlain(n.args_as().map_err(err)?),
+            "triplet_with_miner" => CriterionConfig::TripletWithMiner(n.args_as().map_err(err)?),
+            "surrogate_precision" => CriterionConfig::SurrogatePrecision(n.args_as().map_err(err)?),
+            "arcface" => CriterionConfig::ArcFace(n.args_as().map_err(err)?),
             "mlp_arcface" | "arcface_with_mlp" => {
-                CriterionConfig::ArcFaceWithMlp(parse_args(k, &n.name, n.args)?)
+                CriterionConfig::ArcFaceWithMlp(n.args_as().map_err(err)?)
             }
             other => {
                 return Err(format!(
@@ -559,11 +527,13 @@ impl TryFrom<Named> for CriterionConfig {
 impl From<CriterionConfig> for Named {
     fn from(c: CriterionConfig) -> Self {
         match &c {
-            CriterionConfig::Triplet(a) | CriterionConfig::TripletPlain(a) => to_named(c.name(), a),
-            CriterionConfig::TripletWithMiner(a) => to_named(c.name(), a),
-            CriterionConfig::SurrogatePrecision(a) => to_named(c.name(), a),
+            CriterionConfig::Triplet(a) | CriterionConfig::TripletPlain(a) => {
+                Named::new(c.name(), a)
+            }
+            CriterionConfig::TripletWithMiner(a) => Named::new(c.name(), a),
+            CriterionConfig::SurrogatePrecision(a) => Named::new(c.name(), a),
             CriterionConfig::ArcFace(a) | CriterionConfig::ArcFaceWithMlp(a) => {
-                to_named(c.name(), a)
+                Named::new(c.name(), a)
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Models from configs, as OML's `EXTRACTORS_REGISTRY` / `PAIRWISE_MODELS_REGISTRY`
 //! (`{name, args}` with `weights` inside `args`, as OML's YAML; a top-level `weights` is accepted
-//! too).
+//! too: [`WithWeights`] moves it into `args`, and the registries dispatch on the resulting
+//! [`Named`], reading the arguments with [`Named::args_as`]).
 //!
 //! ```
 //! use oml_models::config::ExtractorConfig;
@@ -24,6 +25,7 @@ use std::path::Path;
 use std::sync::LazyLock;
 
 use burn::prelude::*;
+use oml_interfaces::registry::{ArgsError, Named};
 use oml_interfaces::{
     Extractor, Freezable, ModelError, PairwiseModel, Pretrained, PretrainedEntry,
 };
@@ -64,7 +66,7 @@ pub struct ExtractorWithMlpConfig {
 
 /// An extractor config: OML's `{name: resnet | vit | extractor_with_mlp, args: {…}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "RawConfig", into = "RawConfig")]
+#[serde(try_from = "WithWeights", into = "Named")]
 pub enum ExtractorConfig {
     /// `resnet`.
     Resnet(ResnetExtractorConfig),
@@ -74,79 +76,98 @@ pub enum ExtractorConfig {
     ExtractorWithMlp(ExtractorWithMlpConfig),
 }
 
-/// `{name, args, weights}` as written in configs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A registry section as written in configs, `{name, args, weights}`: a [`Named`] whose
+/// `weights` may also sit next to `args` (OML reads them from `args`).
+/// [`into_named`](Self::into_named) moves them there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
-    name: String,
+pub struct WithWeights {
+    /// The registry name.
+    pub name: String,
+    /// Constructor arguments (OML puts `weights` here); `null` means none.
+    #[serde(
+        default,
+        deserialize_with = "oml_interfaces::registry::deserialize_args"
+    )]
+    pub args: serde_json::Value,
+    /// Weights given next to `args`: a `.bpk` file, a PyTorch checkpoint or a pretrained key.
     #[serde(default)]
-    args: serde_json::Value,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    weights: Option<String>,
+    pub weights: Option<String>,
 }
 
-/// Merges a top-level `weights` into `args`; both at once is OML's `ValueError`.
-fn merge_weights(
-    name: &str,
-    mut args: serde_json::Value,
-    weights: Option<String>,
-) -> Result<serde_json::Value, String> {
-    if args.is_null() {
-        args = serde_json::Value::Object(Default::default());
-    }
-    let obj = args
-        .as_object_mut()
-        .ok_or_else(|| format!("`{name}`: `args` must be a mapping"))?;
-    if let Some(w) = weights {
+/// Why a [`WithWeights`] has no [`Named`] form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WeightsError {
+    /// `weights` is given next to `args` that are not a mapping.
+    #[error("`args` must be a mapping")]
+    ArgsNotAMapping,
+    /// `weights` is given both in `args` and next to them (OML's `ValueError`).
+    #[error("`weights` is given both in `args` and next to them; give it once")]
+    GivenTwice,
+}
+
+impl WithWeights {
+    /// The section with a top-level `weights` moved into `args` (absent `args` become a
+    /// mapping then); without one, `name` and `args` as they are.
+    pub fn into_named(self) -> Result<Named, WeightsError> {
+        let Some(w) = self.weights else {
+            return Ok(Named {
+                name: self.name,
+                args: self.args,
+            });
+        };
+        let mut args = self.args;
+        if args.is_null() {
+            args = serde_json::Value::Object(Default::default());
+        }
+        let obj = args.as_object_mut().ok_or(WeightsError::ArgsNotAMapping)?;
         if obj.get("weights").is_some_and(|v| !v.is_null()) {
-            return Err(format!(
-                "`{name}`: `weights` is given both in `args` and next to them; give it once"
-            ));
+            return Err(WeightsError::GivenTwice);
         }
         obj.insert("weights".into(), serde_json::Value::String(w));
+        Ok(Named {
+            name: self.name,
+            args,
+        })
     }
-    Ok(args)
 }
 
-impl TryFrom<RawConfig> for ExtractorConfig {
+impl TryFrom<Named> for ExtractorConfig {
     type Error = String;
 
-    fn try_from(raw: RawConfig) -> Result<Self, String> {
-        let args = merge_weights(&raw.name, raw.args, raw.weights)?;
-        let parse_err = |e: serde_json::Error| format!("extractor `{}`: {e}", raw.name);
-        match raw.name.as_str() {
-            "resnet" => Ok(Self::Resnet(
-                serde_json::from_value(args).map_err(parse_err)?,
-            )),
-            "vit" => Ok(Self::Vit(serde_json::from_value(args).map_err(parse_err)?)),
-            "extractor_with_mlp" => Ok(Self::ExtractorWithMlp(
-                serde_json::from_value(args).map_err(parse_err)?,
-            )),
-            n if UNSUPPORTED_EXTRACTORS.contains(&n) => Err(format!(
-                "extractor `{n}` exists in OML but is not implemented in oml-rs; available: {}",
+    fn try_from(n: Named) -> Result<Self, String> {
+        let err = |e: ArgsError| format!("extractor `{}`: {e}", n.name);
+        match n.name.as_str() {
+            "resnet" => n.args_as().map(Self::Resnet).map_err(err),
+            "vit" => n.args_as().map(Self::Vit).map_err(err),
+            "extractor_with_mlp" => n.args_as().map(Self::ExtractorWithMlp).map_err(err),
+            other if UNSUPPORTED_EXTRACTORS.contains(&other) => Err(format!(
+                "extractor `{other}` exists in OML but is not implemented in oml-rs; available: {}",
                 EXTRACTOR_NAMES.join(", ")
             )),
-            n => Err(format!(
-                "unknown extractor `{n}`; available: {}",
+            other => Err(format!(
+                "unknown extractor `{other}`; available: {}",
                 EXTRACTOR_NAMES.join(", ")
             )),
         }
     }
 }
 
-impl From<ExtractorConfig> for RawConfig {
+impl TryFrom<WithWeights> for ExtractorConfig {
+    type Error = String;
+
+    fn try_from(w: WithWeights) -> Result<Self, String> {
+        let name = w.name.clone();
+        Self::try_from(w.into_named().map_err(|e| format!("`{name}`: {e}"))?)
+    }
+}
+
+impl From<ExtractorConfig> for Named {
     fn from(c: ExtractorConfig) -> Self {
-        let name = c.name().to_string();
-        let args = match c {
-            ExtractorConfig::Resnet(a) => serde_json::to_value(a),
-            ExtractorConfig::Vit(a) => serde_json::to_value(a),
-            ExtractorConfig::ExtractorWithMlp(a) => serde_json::to_value(a),
-        }
-        .unwrap_or_default();
-        RawConfig {
-            name,
-            args,
-            weights: None,
+        match &c {
+            ExtractorConfig::Resnet(a) => Named::new(c.name(), a),
+            ExtractorConfig::Vit(a) => Named::new(c.name(), a),
+            ExtractorConfig::ExtractorWithMlp(a) => Named::new(c.name(), a),
         }
     }
 }
@@ -246,6 +267,13 @@ impl Extractor for Backbone {
         match self {
             Self::Resnet(m) => m.extract(images),
             Self::Vit(m) => m.extract(images),
+        }
+    }
+
+    fn inference(&self) -> Box<dyn Fn(Tensor<4>) -> Tensor<2> + '_> {
+        match self {
+            Self::Resnet(m) => m.inference(),
+            Self::Vit(m) => m.inference(),
         }
     }
 }
@@ -400,6 +428,14 @@ impl Extractor for AnyExtractor {
             Self::ExtractorWithMlp(m) => m.extract(images),
         }
     }
+
+    fn inference(&self) -> Box<dyn Fn(Tensor<4>) -> Tensor<2> + '_> {
+        match self {
+            Self::Resnet(m) => m.inference(),
+            Self::Vit(m) => m.inference(),
+            Self::ExtractorWithMlp(m) => m.inference(),
+        }
+    }
 }
 
 /// Freezes `extractor_with_mlp`'s backbone; plain extractors are returned unchanged, as OML only
@@ -475,13 +511,14 @@ impl Pretrained for AnyExtractor {
     ) -> Result<Self, ModelError> {
         let family = crate::zoo::pretrained_model(entry.key)?.family;
         let args: serde_json::Value = crate::zoo::init_args(entry)?;
-        let mut config: ExtractorConfig = serde_json::from_value(
-            serde_json::json!({"name": family, "args": args}),
-        )
-        .map_err(|e| ModelError::InvalidArgument {
+        let mut config = ExtractorConfig::try_from(Named {
+            name: family.to_string(),
+            args,
+        })
+        .map_err(|reason| ModelError::InvalidArgument {
             name: "init_args",
             value: entry.init_args.into(),
-            reason: e.to_string(),
+            reason,
         })?;
         // The file is already at hand: build the architecture, then load it.
         match &mut config {
@@ -639,7 +676,7 @@ pub struct TrivialDistanceSiameseConfig {
 /// A pairwise-model config: OML's `{name: linear_siamese | concat_siamese |
 /// trivial_distance_siamese, args: {…}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "RawConfig", into = "RawConfig")]
+#[serde(try_from = "WithWeights", into = "Named")]
 pub enum PairwiseConfig {
     /// `linear_siamese`.
     LinearSiamese(LinearSiameseConfig),
@@ -649,55 +686,49 @@ pub enum PairwiseConfig {
     TrivialDistanceSiamese(TrivialDistanceSiameseConfig),
 }
 
-impl TryFrom<RawConfig> for PairwiseConfig {
+impl TryFrom<Named> for PairwiseConfig {
     type Error = String;
 
-    fn try_from(raw: RawConfig) -> Result<Self, String> {
-        let parse_err = |e: serde_json::Error| format!("pairwise model `{}`: {e}", raw.name);
-        match raw.name.as_str() {
-            "linear_siamese" => {
-                if raw.weights.is_some() {
-                    return Err("`linear_siamese` takes no weights".into());
-                }
-                Ok(Self::LinearSiamese(
-                    serde_json::from_value(raw.args).map_err(parse_err)?,
-                ))
-            }
-            "concat_siamese" => {
-                let args = merge_weights(&raw.name, raw.args, raw.weights)?;
-                Ok(Self::ConcatSiamese(
-                    serde_json::from_value(args).map_err(parse_err)?,
-                ))
-            }
+    fn try_from(n: Named) -> Result<Self, String> {
+        let err = |e: ArgsError| format!("pairwise model `{}`: {e}", n.name);
+        match n.name.as_str() {
+            "linear_siamese" => n.args_as().map(Self::LinearSiamese).map_err(err),
+            "concat_siamese" => n.args_as().map(Self::ConcatSiamese).map_err(err),
             "trivial_distance_siamese" => {
-                if raw.weights.is_some() {
-                    return Err("`trivial_distance_siamese` takes no weights of its own; set them on its extractor".into());
-                }
-                Ok(Self::TrivialDistanceSiamese(
-                    serde_json::from_value(raw.args).map_err(parse_err)?,
-                ))
+                n.args_as().map(Self::TrivialDistanceSiamese).map_err(err)
             }
-            n => Err(format!(
-                "unknown pairwise model `{n}`; available: {}",
+            other => Err(format!(
+                "unknown pairwise model `{other}`; available: {}",
                 PAIRWISE_NAMES.join(", ")
             )),
         }
     }
 }
 
-impl From<PairwiseConfig> for RawConfig {
-    fn from(c: PairwiseConfig) -> Self {
-        let name = c.name().to_string();
-        let args = match c {
-            PairwiseConfig::LinearSiamese(a) => serde_json::to_value(a),
-            PairwiseConfig::ConcatSiamese(a) => serde_json::to_value(a),
-            PairwiseConfig::TrivialDistanceSiamese(a) => serde_json::to_value(a),
+impl TryFrom<WithWeights> for PairwiseConfig {
+    type Error = String;
+
+    fn try_from(w: WithWeights) -> Result<Self, String> {
+        match (w.name.as_str(), &w.weights) {
+            ("linear_siamese", Some(_)) => Err("`linear_siamese` takes no weights".into()),
+            ("trivial_distance_siamese", Some(_)) => Err(
+                "`trivial_distance_siamese` takes no weights of its own; set them on its extractor"
+                    .into(),
+            ),
+            _ => {
+                let name = w.name.clone();
+                Self::try_from(w.into_named().map_err(|e| format!("`{name}`: {e}"))?)
+            }
         }
-        .unwrap_or_default();
-        RawConfig {
-            name,
-            args,
-            weights: None,
+    }
+}
+
+impl From<PairwiseConfig> for Named {
+    fn from(c: PairwiseConfig) -> Self {
+        match &c {
+            PairwiseConfig::LinearSiamese(a) => Named::new(c.name(), a),
+            PairwiseConfig::ConcatSiamese(a) => Named::new(c.name(), a),
+            PairwiseConfig::TrivialDistanceSiamese(a) => Named::new(c.name(), a),
         }
     }
 }

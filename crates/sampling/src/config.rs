@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Display;
 
+use oml_interfaces::registry::{ArgsError, Named};
 use oml_interfaces::{BatchSampler, SamplerError};
 use serde::{Deserialize, Serialize};
 
@@ -68,7 +69,8 @@ pub struct DistinctCategoryBalanceConfig {
 /// ```
 ///
 /// `labels` and `label2category` are not part of the config: pass them to
-/// [`build`](Self::build).
+/// [`build`](Self::build). The wire form is [`Named`]; an unknown name is an error listing
+/// [`SAMPLERS_REGISTRY`].
 ///
 /// ```
 /// use std::collections::BTreeMap;
@@ -82,7 +84,7 @@ pub struct DistinctCategoryBalanceConfig {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "name", content = "args", rename_all = "snake_case")]
+#[serde(try_from = "Named", into = "Named")]
 pub enum SamplerConfig {
     /// `balance`.
     Balance(BalanceConfig),
@@ -90,6 +92,34 @@ pub enum SamplerConfig {
     CategoryBalance(CategoryBalanceConfig),
     /// `distinct_category_balance`.
     DistinctCategoryBalance(DistinctCategoryBalanceConfig),
+}
+
+impl TryFrom<Named> for SamplerConfig {
+    type Error = String;
+    fn try_from(n: Named) -> Result<Self, String> {
+        let err = |e: ArgsError| format!("sampler `{}`: {e}", n.name);
+        match n.name.as_str() {
+            "balance" => n.args_as().map(Self::Balance).map_err(err),
+            "category_balance" => n.args_as().map(Self::CategoryBalance).map_err(err),
+            "distinct_category_balance" => {
+                n.args_as().map(Self::DistinctCategoryBalance).map_err(err)
+            }
+            other => Err(format!(
+                "unknown sampler `{other}`: expected one of {}",
+                SAMPLERS_REGISTRY.join(", ")
+            )),
+        }
+    }
+}
+
+impl From<SamplerConfig> for Named {
+    fn from(c: SamplerConfig) -> Self {
+        match &c {
+            SamplerConfig::Balance(a) => Named::new(c.name(), a),
+            SamplerConfig::CategoryBalance(a) => Named::new(c.name(), a),
+            SamplerConfig::DistinctCategoryBalance(a) => Named::new(c.name(), a),
+        }
+    }
 }
 
 impl SamplerConfig {

@@ -3,11 +3,14 @@
 //! Every struct denies unknown keys, and [`load_config`] / [`parse_config`] report the path of
 //! the offending key (`optimizer.args.lrr: unknown field …`, `max_epochs: invalid type …`).
 //! Sections owned by other crates (`sampler`, `extractor`, `criterion`, `metric_args`,
-//! `logger`, `transforms_*`) are kept as `{name, args}` values here and checked when the
-//! pipeline builds them, with the same key-path prefix.
+//! `logger`, `transforms_*`) are kept as `{name, args}` values here
+//! ([`oml_interfaces::registry::Named`], [`ExtractorSection`]) and checked when the pipeline
+//! builds them, with the same key-path prefix ([`NamedExt`]).
 
 use std::path::{Path, PathBuf};
 
+use oml_interfaces::registry::ArgsError;
+pub use oml_interfaces::registry::Named;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -36,58 +39,47 @@ impl Default for RunOptions {
     }
 }
 
-/// A `{name, args}` section, as OML's registries take them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NamedArgs {
-    /// Registry name.
-    pub name: String,
-    /// Arguments of the named object (a mapping; `null` means none).
-    #[serde(default)]
-    pub args: Value,
-}
+/// A `{name, args}` section, as OML's registries take them: [`Named`], the one wire type of
+/// every registry section (read it with [`NamedExt`]).
+pub type NamedArgs = Named;
 
-impl NamedArgs {
-    /// `{name, args}` with empty args.
-    pub fn new(name: &str) -> Self {
-        Self {
-            name: name.to_string(),
-            args: Value::Object(Default::default()),
-        }
-    }
-
+/// Reading a `{name, args}` section of a config, with errors naming its key.
+pub trait NamedExt {
     /// The section as a registry's own `{name, args}` config type (a sampler's, a criterion's);
     /// errors name `key.<path>`.
-    pub fn typed<T: DeserializeOwned>(&self, key: &str) -> Result<T, TrainError> {
+    fn typed<T: DeserializeOwned>(&self, key: &str) -> Result<T, TrainError>;
+
+    /// The arguments as `T` ([`Named::args_as`]); errors name `key.args.<path>`.
+    fn args_at<T: DeserializeOwned>(&self, key: &str) -> Result<T, TrainError>;
+}
+
+impl NamedExt for Named {
+    fn typed<T: DeserializeOwned>(&self, key: &str) -> Result<T, TrainError> {
         section(
             serde_json::json!({"name": self.name, "args": self.args_object()}),
             key,
         )
     }
 
-    /// The arguments, `{}` when absent.
-    pub fn args_object(&self) -> Value {
-        if self.args.is_null() {
-            Value::Object(Default::default())
-        } else {
-            self.args.clone()
-        }
+    fn args_at<T: DeserializeOwned>(&self, key: &str) -> Result<T, TrainError> {
+        self.args_as().map_err(|e| args_error(key, e))
     }
 }
 
-/// An extractor section: OML's `{name, args}` plus an optional top-level `weights`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExtractorSection {
-    /// `small_cnn`, `resnet`, `vit`, `extractor_with_mlp`.
-    pub name: String,
-    /// Constructor arguments (OML puts `weights` here).
-    #[serde(default)]
-    pub args: Value,
-    /// Weights: a `.bpk` file saved by `oml train`, a PyTorch checkpoint, or a pretrained key.
-    #[serde(default)]
-    pub weights: Option<String>,
+/// An argument error of the section at `key`, as a config error naming `key.args.<path>`.
+pub fn args_error(key: &str, e: ArgsError) -> TrainError {
+    TrainError::Config {
+        file: String::new(),
+        key: format!("{key}.{}", e.key()),
+        message: e.message,
+    }
 }
+
+/// An extractor section: OML's `{name, args}` plus an optional top-level `weights` (`small_cnn`,
+/// `resnet`, `vit`, `extractor_with_mlp`; `weights` is a `.bpk` file saved by `oml train`, a
+/// PyTorch checkpoint, or a pretrained key). Read it with
+/// [`ExtractorSpec::parse`](crate::extractor::ExtractorSpec::parse).
+pub type ExtractorSection = oml_models::config::WithWeights;
 
 /// `max` or `min`: which way a metric improves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -501,6 +493,43 @@ optimizer: {name: adam, args: {lr: 0.001}}
             TrainError::Config { key, .. } => assert_eq!(key, "optimizer.args.lr"),
             other => panic!("{other}"),
         }
+    }
+
+    #[test]
+    fn registry_args_errors_name_the_key_and_sections_keep_their_json() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Args {
+            lr: f64,
+            #[serde(default)]
+            betas: Option<[f64; 2]>,
+        }
+        let bad: NamedArgs = serde_json::from_value(
+            serde_json::json!({"name": "adam", "args": {"lr": 0.1, "betas": [0.9, "x"]}}),
+        )
+        .unwrap();
+        match bad.args_at::<Args>("optimizer").unwrap_err() {
+            TrainError::Config { key, .. } => assert_eq!(key, "optimizer.args.betas[1]"),
+            other => panic!("{other}"),
+        }
+        let none = NamedArgs {
+            name: "adam".into(),
+            args: Value::Null,
+        };
+        match none.args_at::<Args>("optimizer").unwrap_err() {
+            TrainError::Config { key, message, .. } => {
+                assert_eq!(key, "optimizer.args");
+                assert!(message.contains("`lr`"), "{message}");
+            }
+            other => panic!("{other}"),
+        }
+        // The config's JSON is the run's fingerprint: the extractor section keeps its keys.
+        let c: TrainConfig = parse_config(MINIMAL).unwrap();
+        assert_eq!(
+            serde_json::to_value(&c.extractor).unwrap(),
+            serde_json::json!({"name": "small_cnn", "args": {"feat_dim": 8}, "weights": null})
+        );
     }
 
     #[test]

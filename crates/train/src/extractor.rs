@@ -8,11 +8,12 @@ use std::path::Path;
 use burn::prelude::*;
 use oml_interfaces::{Extractor, Freezable};
 use oml_models::checkpoint::{LoadOptions, burnpack_config, load_burnpack, save_burnpack};
+use oml_models::config::WeightsError;
 use oml_models::{AnyExtractor, ExtractorConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::{ExtractorSection, section};
+use crate::config::{ExtractorSection, NamedExt};
 use crate::error::TrainError;
 use crate::small_cnn::{SmallCnn, SmallCnnConfig};
 
@@ -78,6 +79,13 @@ impl Extractor for TrainExtractor {
             Self::Zoo(m) => m.extract(images),
         }
     }
+
+    fn inference(&self) -> Box<dyn Fn(Tensor<4>) -> Tensor<2> + '_> {
+        match self {
+            Self::SmallCnn(m) => m.inference(),
+            Self::Zoo(m) => m.inference(),
+        }
+    }
 }
 
 impl Freezable for TrainExtractor {
@@ -108,28 +116,19 @@ pub enum ExtractorSpec {
 impl ExtractorSpec {
     /// Parses a config's `extractor` section (`key` is its path for errors).
     pub fn parse(s: &ExtractorSection, key: &str) -> Result<Self, TrainError> {
-        let mut args = if s.args.is_null() {
-            Value::Object(Default::default())
-        } else {
-            s.args.clone()
-        };
-        if let Some(w) = &s.weights {
-            let obj = args
-                .as_object_mut()
-                .ok_or_else(|| TrainError::config(format!("{key}.args"), "expected a mapping"))?;
-            if obj.get("weights").is_some_and(|v| !v.is_null()) {
-                return Err(TrainError::config(
-                    format!("{key}.weights"),
-                    "`weights` is given both here and in `args`",
-                ));
+        let named = s.clone().into_named().map_err(|e| match e {
+            WeightsError::ArgsNotAMapping => {
+                TrainError::config(format!("{key}.args"), "expected a mapping")
             }
-            obj.insert("weights".into(), Value::String(w.clone()));
+            WeightsError::GivenTwice => TrainError::config(
+                format!("{key}.weights"),
+                "`weights` is given both here and in `args`",
+            ),
+        })?;
+        if named.name == SMALL_CNN {
+            return Ok(Self::SmallCnn(named.args_at(key)?));
         }
-        if s.name == SMALL_CNN {
-            return Ok(Self::SmallCnn(section(args, &format!("{key}.args"))?));
-        }
-        let raw = serde_json::json!({"name": s.name, "args": args});
-        let config: ExtractorConfig = serde_json::from_value(raw)
+        let config = ExtractorConfig::try_from(named)
             .map_err(|e| TrainError::config(key, format!("{e} (or `{SMALL_CNN}`)")))?;
         Ok(Self::Zoo(config))
     }

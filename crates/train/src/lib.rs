@@ -30,7 +30,7 @@
 //! ```
 //! use burn::prelude::*;
 //! use burn::train::TrainStep;
-//! use oml_train::config::{TrainConfig, parse_config};
+//! use oml_train::config::{NamedExt, TrainConfig, parse_config};
 //! use oml_train::model::{MetricLearner, TrainBatch};
 //!
 //! let yaml = "

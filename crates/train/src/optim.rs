@@ -38,7 +38,7 @@ use burn::optim::{
 };
 use serde::Deserialize;
 
-use crate::config::{NamedArgs, SchedulerInterval, Scheduling, section};
+use crate::config::{NamedArgs, NamedExt, SchedulerInterval, Scheduling};
 use crate::error::TrainError;
 
 /// Optimizers this crate maps (OML's registry names).
@@ -169,12 +169,10 @@ fn check_lr(lr: f64, key: &str) -> Result<f64, TrainError> {
 
 /// Builds the optimizer; returns it with its base learning rate.
 pub fn build_optimizer(named: &NamedArgs, key: &str) -> Result<(ModuleOptimizer, f64), TrainError> {
-    let args = named.args_object();
-    let akey = format!("{key}.args");
-    let lr_key = format!("{akey}.lr");
+    let lr_key = format!("{key}.args.lr");
     Ok(match named.name.as_str() {
         "adam" => {
-            let a: AdamArgs = section(args, &akey)?;
+            let a: AdamArgs = named.args_at(key)?;
             let c = AdamConfig::new()
                 .with_beta_1(a.betas[0])
                 .with_beta_2(a.betas[1])
@@ -185,7 +183,7 @@ pub fn build_optimizer(named: &NamedArgs, key: &str) -> Result<(ModuleOptimizer,
             (c.init(), check_lr(a.lr, &lr_key)?)
         }
         "adamw" => {
-            let a: AdamWArgs = section(args, &akey)?;
+            let a: AdamWArgs = named.args_at(key)?;
             let c = AdamWConfig::new()
                 .with_beta_1(a.betas[0])
                 .with_beta_2(a.betas[1])
@@ -196,7 +194,7 @@ pub fn build_optimizer(named: &NamedArgs, key: &str) -> Result<(ModuleOptimizer,
             (c.init(), check_lr(a.lr, &lr_key)?)
         }
         "sgd" => {
-            let a: SgdArgs = section(args, &akey)?;
+            let a: SgdArgs = named.args_at(key)?;
             let momentum = (a.momentum != 0.0).then_some(MomentumConfig {
                 momentum: a.momentum,
                 dampening: a.dampening,
@@ -209,7 +207,7 @@ pub fn build_optimizer(named: &NamedArgs, key: &str) -> Result<(ModuleOptimizer,
             (c.init(), check_lr(a.lr, &lr_key)?)
         }
         "rmsprop" => {
-            let a: RmsPropArgs = section(args, &akey)?;
+            let a: RmsPropArgs = named.args_at(key)?;
             let c = RmsPropConfig::new()
                 .with_alpha(a.alpha)
                 .with_epsilon(a.eps)
@@ -220,7 +218,7 @@ pub fn build_optimizer(named: &NamedArgs, key: &str) -> Result<(ModuleOptimizer,
             (c.init(), check_lr(a.lr, &lr_key)?)
         }
         "adagrad" => {
-            let a: AdaGradArgs = section(args, &akey)?;
+            let a: AdaGradArgs = named.args_at(key)?;
             let c = AdaGradConfig::new()
                 .with_lr_decay(a.lr_decay)
                 .with_epsilon(a.eps)
@@ -324,18 +322,17 @@ pub fn build_scheduler(
         SchedulerInterval::Epoch => batches_per_epoch.max(1),
     };
     let mult = per_interval * s.scheduler_frequency;
-    let akey = format!("{key}.scheduler.args");
-    let args = s.scheduler.args_object();
+    let skey = format!("{key}.scheduler");
     let bad = |e: String| TrainError::config(format!("{key}.scheduler"), e);
     let config: LrSchedulerConfig = match s.scheduler.name.as_str() {
         "step" => {
-            let a: StepArgs = section(args, &akey)?;
+            let a: StepArgs = s.scheduler.args_at(&skey)?;
             StepLrSchedulerConfig::new(lr, a.step_size * mult)
                 .with_gamma(a.gamma)
                 .into()
         }
         "multi_step" => {
-            let a: MultiStepArgs = section(args, &akey)?;
+            let a: MultiStepArgs = s.scheduler.args_at(&skey)?;
             if a.milestones.is_empty() {
                 LrSchedulerConfig::Constant(lr)
             } else {
@@ -350,7 +347,7 @@ pub fn build_scheduler(
             }
         }
         "exponential" => {
-            let a: ExponentialArgs = section(args, &akey)?;
+            let a: ExponentialArgs = s.scheduler.args_at(&skey)?;
             if mult == 1 {
                 ExponentialLrSchedulerConfig::new(lr, a.gamma).into()
             } else {
@@ -360,13 +357,13 @@ pub fn build_scheduler(
             }
         }
         "cosine_annealing" => {
-            let a: CosineArgs = section(args, &akey)?;
+            let a: CosineArgs = s.scheduler.args_at(&skey)?;
             CosineAnnealingLrSchedulerConfig::new(lr, a.T_max * mult)
                 .with_min_lr(a.eta_min)
                 .into()
         }
         "linear" => {
-            let a: LinearArgs = section(args, &akey)?;
+            let a: LinearArgs = s.scheduler.args_at(&skey)?;
             LinearLrSchedulerConfig::new(
                 lr * a.start_factor,
                 lr * a.end_factor,

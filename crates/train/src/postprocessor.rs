@@ -34,7 +34,9 @@ use oml_sampling::SamplerConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::{ExtractorSection, Mode, NamedArgs, PrepareData, Scheduling, resolve, section};
+use crate::config::{
+    ExtractorSection, Mode, NamedArgs, NamedExt, PrepareData, Scheduling, resolve,
+};
 use crate::data::{embed_dataset, transforms, validation_meta, worst_query_figures};
 use crate::error::TrainError;
 use crate::extractor::ExtractorSpec;
@@ -434,8 +436,7 @@ impl PostprocessorConfig {
                 ),
             ));
         }
-        let reranker: RerankerArgs =
-            section(self.postprocessor.args_object(), "postprocessor.args")?;
+        let reranker: RerankerArgs = self.postprocessor.args_at("postprocessor")?;
         if reranker.top_n <= 1 {
             return Err(TrainError::config(
                 "postprocessor.args.top_n",

@@ -16,7 +16,7 @@ use oml_metrics::{EvalHooks, MetricsConfig, QueryGalleryMeta, evaluate};
 use oml_mining::{Category, CriterionConfig, CriterionModule, Label2Category};
 use oml_sampling::{SamplerConfig, ShuffledBatches};
 
-use crate::config::TrainConfig;
+use crate::config::{NamedExt, TrainConfig};
 use crate::data::{embed_dataset, transforms, validation_meta, worst_query_figures};
 use crate::error::TrainError;
 use crate::extractor::{ExtractorSpec, TrainExtractor};

@@ -17,7 +17,7 @@ use oml_retrieval::{
 use serde::Deserialize;
 
 use crate::checkpoint::write_atomic;
-use crate::config::{NamedArgs, ValidateConfig, resolve, section};
+use crate::config::{NamedArgs, NamedExt, ValidateConfig, resolve};
 use crate::data::{
     MetricArgs, embed_dataset, prepare_data, transforms, validation_meta, worst_query_figures,
 };
@@ -101,21 +101,21 @@ pub(crate) fn build_postprocessor(
     let akey = format!("{key}.args");
     match named.name.as_str() {
         "constant_thresholding" => {
-            let a: ThresholdArgs = section(named.args_object(), &akey)?;
+            let a: ThresholdArgs = named.args_at(key)?;
             Ok((
                 Box::new(ConstantThresholding::new(a.th).map_err(retrieval_err)?),
                 0,
             ))
         }
         "adaptive_thresholding" => {
-            let a: AdaptiveArgs = section(named.args_object(), &akey)?;
+            let a: AdaptiveArgs = named.args_at(key)?;
             Ok((
                 Box::new(AdaptiveThresholding::new(a.n_std).map_err(retrieval_err)?),
                 0,
             ))
         }
         "pairwise_reranker" => {
-            let a: RerankerArgs = section(named.args_object(), &akey)?;
+            let a: RerankerArgs = named.args_at(key)?;
             let _ = a.num_workers;
             let (pconfig, model) = crate::postprocessor::build_pairwise(
                 &a.pairwise_model,

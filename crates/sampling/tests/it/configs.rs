@@ -121,7 +121,19 @@ fn configs_round_trip_and_reject_typos() {
         )
         .is_err()
     );
-    assert!(serde_yaml_ng::from_str::<SamplerConfig>("name: balanced\nargs: {}").is_err());
+    let e = serde_yaml_ng::from_str::<SamplerConfig>("name: balanced\nargs: {}")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&SAMPLERS_REGISTRY.join(", ")), "{e}");
+    // OML's wire form, `{name, args}` (oml_interfaces::registry::Named).
+    assert_eq!(
+        serde_json::to_value(SamplerConfig::Balance(BalanceConfig {
+            n_labels: 2,
+            n_instances: 3
+        }))
+        .unwrap(),
+        serde_json::json!({"name": "balance", "args": {"n_labels": 2, "n_instances": 3}})
+    );
     assert!(
         serde_yaml_ng::from_str::<SamplerConfig>(
             "name: balance\nargs: {n_labels: -2, n_instances: 2}"

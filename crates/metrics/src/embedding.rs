@@ -197,6 +197,23 @@ impl Evaluation {
         self.ground_truth.n_queries_without_gt()
     }
 
+    /// The queries without any relevant gallery item, split by how the metrics score them (as
+    /// OML does): `(retrieved, nothing_retrieved)`. Those that retrieved items score 0 on cmc
+    /// and map (precision: 0, or NaN with `NoGtPrecision::Nan`); those that retrieved nothing
+    /// (every gallery item was masked: the query itself, its sequence) score 1 on every metric.
+    pub fn queries_without_gt(&self) -> (usize, usize) {
+        let n_gt = self.ground_truth.n_gt();
+        (0..n_gt.len())
+            .filter(|&q| n_gt[q] == 0)
+            .fold((0, 0), |(some, none), q| {
+                if self.retrieval.retrieved_ids(q).is_empty() {
+                    (some, none + 1)
+                } else {
+                    (some + 1, none)
+                }
+            })
+    }
+
     /// The `n` worst queries (positions) by a per-query metric, smallest value first.
     pub fn worst_queries(&self, metric: &str, param: &str, n: usize) -> Option<Vec<usize>> {
         self.per_query

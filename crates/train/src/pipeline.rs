@@ -161,6 +161,9 @@ pub(crate) fn check_freeze(
     Ok(())
 }
 
+/// At most this many data-loading threads (`num_workers`).
+const MAX_WORKERS: usize = 256;
+
 /// The shared sections, parsed and checked before the run folder exists.
 pub(crate) struct Plan {
     pub devices: Vec<Device>,
@@ -189,6 +192,15 @@ impl Plan {
             if value == 0 {
                 return Err(TrainError::config(key, "must be at least 1"));
             }
+        }
+        if c.num_workers > MAX_WORKERS {
+            return Err(TrainError::config(
+                "num_workers",
+                format!(
+                    "{} data-loading threads is more than the {MAX_WORKERS} oml-rs allows (each is an OS thread holding prefetched batches)",
+                    c.num_workers
+                ),
+            ));
         }
         let metric_args = MetricArgs::parse(c.metric_args, "metric_args")?;
         let (optimizer, lr) = build_optimizer(c.optimizer, "optimizer")?;

@@ -192,6 +192,14 @@ fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
 }
 
 /// Runs `oml eval`.
+/// Whether `a` and `b` name the same existing file (through links and relative paths).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
 pub fn run(args: Args) -> Result<()> {
     let config = MetricsConfig {
         cmc_top_k: parse_ks("cmc", &args.cmc)?,
@@ -217,6 +225,16 @@ pub fn run(args: Args) -> Result<()> {
     config.validate()?;
     if args.block_size == 0 {
         bail!("--block-size: must be at least 1");
+    }
+    if let Some(out) = &args.output {
+        for (flag, input) in [("--dataset", &args.dataset), ("--embeddings", &args.embeddings)] {
+            if same_file(out, input) {
+                bail!(
+                    "--output {}: it is the {flag} file; writing the report there would replace it",
+                    out.display()
+                );
+            }
+        }
     }
     let format = args.format.unwrap_or(
         if args.output.is_none() && std::io::stdout().is_terminal() {
@@ -264,16 +282,22 @@ pub fn run(args: Args) -> Result<()> {
         &hooks,
     )?;
     bar.finish_and_clear();
-    let without = eval.n_queries_without_gt();
-    if without > 0 {
+    let (retrieved, nothing) = eval.queries_without_gt();
+    if retrieved > 0 {
         let rule = if args.nan_precision {
             "NaN (null)"
         } else {
             "0"
         };
         eprintln!(
-            "warning: {without} of {n_q} queries have no relevant gallery item (label absent from the gallery, \
+            "warning: {retrieved} of {n_q} queries have no relevant gallery item (label absent from the gallery, \
              or only in their own sequence); cmc and map count them as 0, precision as {rule}"
+        );
+    }
+    if nothing > 0 {
+        eprintln!(
+            "warning: {nothing} of {n_q} queries retrieve nothing (their only gallery items are themselves \
+             or their own sequence); as in OML, every metric counts them as 1"
         );
     }
     let text = match format {

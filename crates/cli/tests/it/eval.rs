@@ -242,6 +242,51 @@ fn no_split_column_evaluates_every_row_and_warns_about_queries_without_gallery_l
     assert!((v["OVERALL"]["cmc"]["1"].as_f64().unwrap() - 0.8).abs() < 1e-12);
 }
 
+/// A query whose only gallery item is itself retrieves nothing: OML scores it 1 on every
+/// metric, and the warning says so (not "0", which holds for queries that retrieved items).
+#[test]
+fn queries_that_retrieve_nothing_are_reported_as_counted_1() {
+    let s = Scratch::new();
+    s.csv("label,path,is_query,is_gallery\n0,a,True,True\n0,b,True,False\n1,c,True,False\n");
+    s.npy(&[3, 2], &[0.0, 0.0, 0.1, 0.0, 5.0, 5.0]);
+    let out = s.run(&["--cmc", "1", "--precision", "1", "--map", "1", "--pcf", ""]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("1 of 3 queries have no relevant gallery item")
+            && err.contains("count them as 0"),
+        "{err}"
+    );
+    assert!(
+        err.contains("1 of 3 queries retrieve nothing") && err.contains("counts them as 1"),
+        "{err}"
+    );
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(s.path("out.json")).unwrap()).unwrap();
+    // a: nothing retrieved → 1; b retrieves a → 1; c retrieves a, irrelevant → 0.
+    assert!((v["OVERALL"]["cmc"]["1"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-12);
+}
+
+/// `--output` naming an input is refused, and the input is left as it was.
+#[test]
+fn output_onto_an_input_is_refused() {
+    let s = Scratch::new();
+    for (flag, name) in [("--dataset", "d.csv"), ("--embeddings", "e.npy")] {
+        let before = std::fs::read(s.path(name)).unwrap();
+        let out = eval(&[
+            "--embeddings",
+            s.path("e.npy").to_str().unwrap(),
+            "--dataset",
+            s.path("d.csv").to_str().unwrap(),
+            "--output",
+            s.path(name).to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(flag), "{err}");
+        assert_eq!(std::fs::read(s.path(name)).unwrap(), before, "{name} was changed");
+    }
+}
+
 #[test]
 fn bad_fast_path_switches_are_errors_naming_them() {
     let s = Scratch::new();

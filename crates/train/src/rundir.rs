@@ -114,14 +114,21 @@ pub fn choose_run_dir(
     if let Some(dir) = explicit {
         return match read_state(dir) {
             None => {
+                if dir.exists() && !dir.is_dir() {
+                    return Err(TrainError::io(
+                        dir,
+                        "is a file, not a folder; choose a new or empty folder for the run",
+                    ));
+                }
+                // A folder oml-rs did not make (no state.json) is the user's: never write into it.
                 let non_empty = std::fs::read_dir(dir)
                     .map(|mut d| d.next().is_some())
                     .unwrap_or(false);
-                if non_empty && dir.join("checkpoints").exists() {
-                    return Err(TrainError::Training(format!(
-                        "{} holds files of another run without state.json; choose another folder",
-                        dir.display()
-                    )));
+                if non_empty {
+                    return Err(TrainError::io(
+                        dir,
+                        "already holds files and no oml-rs run (state.json); choose a new or empty folder, so nothing of yours is overwritten",
+                    ));
                 }
                 Ok(RunDirChoice {
                     path: dir.to_path_buf(),
@@ -261,5 +268,34 @@ mod tests {
         let e =
             choose_run_dir(root.path(), Some(&first.path), "cfg", None, "h9", true).unwrap_err();
         assert!(e.to_string().contains("different config"), "{e}");
+    }
+
+    /// An explicit folder that oml-rs did not make is never written into: a non-empty one and a
+    /// file are errors naming them; a new or empty folder is used.
+    #[test]
+    fn explicit_folders_of_the_user_are_left_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let notes = root.path().join("notes");
+        std::fs::create_dir_all(&notes).unwrap();
+        std::fs::write(notes.join("config.yaml"), "my notes").unwrap();
+        let e = choose_run_dir(root.path(), Some(&notes), "cfg", None, "h1", true).unwrap_err();
+        assert!(
+            e.to_string().contains("notes") && e.to_string().contains("already holds files"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(notes.join("config.yaml")).unwrap(),
+            "my notes"
+        );
+        let file = root.path().join("a_file");
+        std::fs::write(&file, "x").unwrap();
+        let e = choose_run_dir(root.path(), Some(&file), "cfg", None, "h1", true).unwrap_err();
+        assert!(e.to_string().contains("is a file"), "{e}");
+        let empty = root.path().join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        for dir in [empty, root.path().join("new")] {
+            let c = choose_run_dir(root.path(), Some(&dir), "cfg", None, "h1", true).unwrap();
+            assert_eq!((c.path, c.resume), (dir, false));
+        }
     }
 }

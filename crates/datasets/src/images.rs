@@ -2,9 +2,10 @@
 //! bounding-box crops before the transforms, an optional in-memory cache, parallel decoding, and
 //! the dataset interfaces of `oml-interfaces` (labeled, query/gallery, pairs, visualisable).
 //!
-//! Unreadable or corrupt images: with [`ImageOptions::strict`] the item is an error that names
-//! the file; otherwise a blank image of the pipeline's output size stands in, and the failure is
-//! counted and listed by [`ImageBase::failures`].
+//! Unreadable or corrupt images: with [`ImageOptions::strict`] (what every `oml` pipeline uses)
+//! the item is an error that names the file and its CSV row; otherwise a blank image of the
+//! pipeline's output size stands in, and the failure is counted and listed by
+//! [`ImageBase::failures`].
 
 use crate::dataframe::{Dataframe, LabelMap, ReadOptions, Row, Split, read_dataframe};
 use crate::transforms::{ImageTensor, PAD_COLOR, Pipeline};
@@ -345,9 +346,14 @@ impl ImageBase {
         let img = match self.load_rgb(index) {
             Ok(img) => (*img).clone(),
             Err(e) if self.options.strict => {
+                let row = self.rows[index];
                 return Err(DatasetError::Io {
                     path: self.paths[index].display().to_string(),
-                    message: e.to_string(),
+                    message: if row > 0 {
+                        format!("row {row}: {e}")
+                    } else {
+                        e.to_string()
+                    },
                 });
             }
             Err(e) => {

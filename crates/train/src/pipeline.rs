@@ -259,7 +259,8 @@ impl Plan {
         let options = |t| ImageOptions {
             transforms: Arc::new(t),
             cache_size: c.cache_size,
-            strict: false,
+            // a broken image is an error naming its file and row, never a blank stand-in
+            strict: true,
             seed: c.seed,
         };
         let data = retrieval_image_datasets(

@@ -35,10 +35,14 @@ use crate::checkpoint::{KeyAction, LoadOptions, LoadReport, TorchLayout};
 use crate::projection::ExtractorWithMLP;
 use crate::resnet::{ResnetExtractor, ResnetExtractorConfig};
 use crate::siamese::{ConcatSiamese, LinearTrivialDistanceSiamese, TrivialDistanceSiamese};
+use crate::small_cnn::{SmallCnn, SmallCnnConfig};
 use crate::vit::{ViTExtractor, ViTExtractorConfig};
 
-/// OML extractors this crate implements (`EXTRACTORS_REGISTRY` names).
-pub const EXTRACTOR_NAMES: [&str; 3] = ["resnet", "vit", "extractor_with_mlp"];
+/// The extractors this crate implements: OML's (`EXTRACTORS_REGISTRY` names) and the small CNN
+/// of the Fashion-MNIST demo.
+pub const EXTRACTOR_NAMES: [&str; 4] = ["resnet", "vit", "extractor_with_mlp", SMALL_CNN];
+/// Registry name of the small CNN ([`SmallCnnArgs`]).
+pub const SMALL_CNN: &str = "small_cnn";
 /// OML extractors not implemented here.
 pub const UNSUPPORTED_EXTRACTORS: [&str; 2] = ["vit_clip", "vit_unicom"];
 /// OML pairwise models (`PAIRWISE_MODELS_REGISTRY` names).
@@ -64,7 +68,59 @@ pub struct ExtractorWithMlpConfig {
     pub train_backbone: bool,
 }
 
-/// An extractor config: OML's `{name: resnet | vit | extractor_with_mlp, args: {…}}`.
+/// Arguments of `small_cnn` ([`SmallCnnConfig`] → [`SmallCnn`], 3 input channels).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmallCnnArgs {
+    /// Embedding size.
+    pub feat_dim: usize,
+    /// Channels of the three convolution stages. Default `[32, 64, 128]`.
+    #[serde(default = "default_channels")]
+    pub channels: [usize; 3],
+    /// L2-normalise the embeddings. Default `true`.
+    #[serde(default = "default_true")]
+    pub normalise_features: bool,
+    /// Batch norm after each convolution. Default `true`.
+    #[serde(default = "default_true")]
+    pub batch_norm: bool,
+    /// Weights: a `.bpk` file saved by oml-rs (there is no pretrained small CNN). Default: none.
+    #[serde(default)]
+    pub weights: Option<String>,
+}
+
+fn default_channels() -> [usize; 3] {
+    [32, 64, 128]
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl SmallCnnArgs {
+    /// The architecture these arguments describe (`weights` aside).
+    pub fn model_config(&self) -> SmallCnnConfig {
+        SmallCnnConfig::new(self.feat_dim)
+            .with_channels(self.channels)
+            .with_normalise_features(self.normalise_features)
+            .with_batch_norm(self.batch_norm)
+    }
+
+    /// The arguments of `model`'s architecture (no `weights`).
+    pub fn from_model(model: &SmallCnn) -> Self {
+        Self {
+            // `lazy_shape`: reading the config must not initialise the parameters (a fresh
+            // model's lazily drawn weights would then depend on who asked first)
+            feat_dim: model.head.weight.lazy_shape()[1],
+            channels: [&model.conv1, &model.conv2, &model.conv3].map(|c| c.weight.lazy_shape()[0]),
+            normalise_features: model.normalise_features,
+            batch_norm: !model.norms.is_empty(),
+            weights: None,
+        }
+    }
+}
+
+/// An extractor config: OML's `{name: resnet | vit | extractor_with_mlp, args: {…}}`, or
+/// `{name: small_cnn, args: {…}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "WithWeights", into = "Named")]
 pub enum ExtractorConfig {
@@ -74,6 +130,8 @@ pub enum ExtractorConfig {
     Vit(ViTExtractorConfig),
     /// `extractor_with_mlp`.
     ExtractorWithMlp(ExtractorWithMlpConfig),
+    /// `small_cnn`.
+    SmallCnn(SmallCnnArgs),
 }
 
 /// A registry section as written in configs, `{name, args, weights}`: a [`Named`] whose
@@ -141,6 +199,7 @@ impl TryFrom<Named> for ExtractorConfig {
             "resnet" => n.args_as().map(Self::Resnet).map_err(err),
             "vit" => n.args_as().map(Self::Vit).map_err(err),
             "extractor_with_mlp" => n.args_as().map(Self::ExtractorWithMlp).map_err(err),
+            SMALL_CNN => n.args_as().map(Self::SmallCnn).map_err(err),
             other if UNSUPPORTED_EXTRACTORS.contains(&other) => Err(format!(
                 "extractor `{other}` exists in OML but is not implemented in oml-rs; available: {}",
                 EXTRACTOR_NAMES.join(", ")
@@ -168,6 +227,7 @@ impl From<ExtractorConfig> for Named {
             ExtractorConfig::Resnet(a) => Named::new(c.name(), a),
             ExtractorConfig::Vit(a) => Named::new(c.name(), a),
             ExtractorConfig::ExtractorWithMlp(a) => Named::new(c.name(), a),
+            ExtractorConfig::SmallCnn(a) => Named::new(c.name(), a),
         }
     }
 }
@@ -187,6 +247,7 @@ impl ExtractorConfig {
             Self::Resnet(_) => "resnet",
             Self::Vit(_) => "vit",
             Self::ExtractorWithMlp(_) => "extractor_with_mlp",
+            Self::SmallCnn(_) => SMALL_CNN,
         }
     }
 
@@ -196,7 +257,26 @@ impl ExtractorConfig {
             Self::Resnet(a) => a.weights.as_deref(),
             Self::Vit(a) => a.weights.as_deref(),
             Self::ExtractorWithMlp(a) => a.weights.as_deref(),
+            Self::SmallCnn(a) => a.weights.as_deref(),
         }
+    }
+
+    /// The config without its `weights` argument (the inner extractor's of `extractor_with_mlp`
+    /// are kept).
+    pub fn without_weights(mut self) -> Self {
+        match &mut self {
+            Self::Resnet(a) => a.weights = None,
+            Self::Vit(a) => a.weights = None,
+            Self::ExtractorWithMlp(a) => a.weights = None,
+            Self::SmallCnn(a) => a.weights = None,
+        }
+        self
+    }
+
+    /// Whether the model is `IFreezable` in OML's sense (see [`AnyExtractor::is_freezable`]):
+    /// `extractor_with_mlp` and `small_cnn`.
+    pub fn is_freezable(&self) -> bool {
+        matches!(self, Self::ExtractorWithMlp(_) | Self::SmallCnn(_))
     }
 
     /// Builds the model with random weights (no `weights` is read).
@@ -213,6 +293,7 @@ impl ExtractorConfig {
                     device,
                 )?)
             }
+            Self::SmallCnn(a) => AnyExtractor::SmallCnn(a.model_config().try_init(device)?),
         })
     }
 
@@ -237,6 +318,21 @@ impl ExtractorConfig {
                             model.load_weights(&path, &LoadOptions::default())?.0,
                         )
                     }
+                }
+            }
+            Self::SmallCnn(a) => {
+                let model = a.model_config().try_init(device)?;
+                match &a.weights {
+                    None => AnyExtractor::SmallCnn(model),
+                    // only our own files: no pretrained key, no PyTorch checkpoint
+                    Some(w) => AnyExtractor::SmallCnn(
+                        crate::checkpoint::load_burnpack(
+                            model,
+                            Path::new(w),
+                            &LoadOptions::default(),
+                        )?
+                        .0,
+                    ),
                 }
             }
         })
@@ -326,6 +422,8 @@ pub enum AnyExtractor {
     Vit(ViTExtractor),
     /// `extractor_with_mlp` (over a `resnet` or `vit` backbone).
     ExtractorWithMlp(ExtractorWithMLP<Backbone>),
+    /// `small_cnn`.
+    SmallCnn(SmallCnn),
 }
 
 impl AnyExtractor {
@@ -342,27 +440,30 @@ impl AnyExtractor {
                     train_backbone: m.train_backbone,
                 })
             }
+            Self::SmallCnn(m) => ExtractorConfig::SmallCnn(SmallCnnArgs::from_model(m)),
         }
     }
 
-    /// Whether OML treats this model as `IFreezable` (only `extractor_with_mlp`).
+    /// Whether OML treats this model as `IFreezable`: `extractor_with_mlp`, and `small_cnn`
+    /// (whose convolutions freeze, its head keeps training).
     pub fn is_freezable(&self) -> bool {
-        matches!(self, Self::ExtractorWithMlp(_))
+        matches!(self, Self::ExtractorWithMlp(_) | Self::SmallCnn(_))
     }
 
     fn into_backbone(self) -> Result<Backbone, ModelError> {
         match self {
             Self::Resnet(m) => Ok(Backbone::Resnet(m)),
             Self::Vit(m) => Ok(Backbone::Vit(m)),
-            Self::ExtractorWithMlp(_) => Err(ModelError::InvalidArgument {
+            Self::ExtractorWithMlp(_) | Self::SmallCnn(_) => Err(ModelError::InvalidArgument {
                 name: "extractor",
-                value: "extractor_with_mlp".into(),
+                value: self.config().name().into(),
                 reason: "the inner extractor must be `resnet` or `vit`".into(),
             }),
         }
     }
 
-    /// Loads a checkpoint (`.bpk` ours, anything else PyTorch) as OML would.
+    /// Loads a checkpoint (`.bpk` ours, anything else PyTorch) as OML would. `small_cnn` is not
+    /// an OML model: it loads only `.bpk` files.
     pub fn load_weights(
         self,
         path: &Path,
@@ -378,6 +479,16 @@ impl AnyExtractor {
             Self::ExtractorWithMlp(m) => m
                 .load_weights(path, options)
                 .map(|(m, r)| (Self::ExtractorWithMlp(m), r)),
+            Self::SmallCnn(m) if crate::checkpoint::is_burnpack(path) => {
+                crate::checkpoint::load_burnpack(m, path, options)
+                    .map(|(m, r)| (Self::SmallCnn(m), r))
+            }
+            Self::SmallCnn(_) => Err(ModelError::Checkpoint {
+                path: path.display().to_string(),
+                message: format!(
+                    "`{SMALL_CNN}` has no PyTorch layout: it loads only `.bpk` files saved by oml-rs"
+                ),
+            }),
         }
     }
 
@@ -390,6 +501,20 @@ impl AnyExtractor {
             Self::Resnet(m) => save_with_config(m, &config, path),
             Self::Vit(m) => save_with_config(m, &config, path),
             Self::ExtractorWithMlp(m) => save_with_config(m, &config, path),
+            Self::SmallCnn(m) => {
+                // `small_cnn`'s arguments describe 3 input channels only
+                let in_channels = m.conv1.weight.lazy_shape()[1];
+                if in_channels != 3 {
+                    return Err(ModelError::InvalidArgument {
+                        name: "in_channels",
+                        value: in_channels.to_string(),
+                        reason: format!(
+                            "a `{SMALL_CNN}` is saved with its registry config, which has 3 input channels"
+                        ),
+                    });
+                }
+                save_with_config(m, &config, path)
+            }
         }
     }
 
@@ -402,6 +527,9 @@ impl AnyExtractor {
             Self::Vit(m) => Self::Vit(crate::checkpoint::load_burnpack(m, path, &strict)?.0),
             Self::ExtractorWithMlp(m) => {
                 Self::ExtractorWithMlp(crate::checkpoint::load_burnpack(m, path, &strict)?.0)
+            }
+            Self::SmallCnn(m) => {
+                Self::SmallCnn(crate::checkpoint::load_burnpack(m, path, &strict)?.0)
             }
         })
     }
@@ -418,6 +546,7 @@ impl Extractor for AnyExtractor {
             Self::Resnet(m) => m.feat_dim(),
             Self::Vit(m) => m.feat_dim(),
             Self::ExtractorWithMlp(m) => m.feat_dim(),
+            Self::SmallCnn(m) => m.feat_dim(),
         }
     }
 
@@ -426,6 +555,7 @@ impl Extractor for AnyExtractor {
             Self::Resnet(m) => m.extract(images),
             Self::Vit(m) => m.extract(images),
             Self::ExtractorWithMlp(m) => m.extract(images),
+            Self::SmallCnn(m) => m.extract(images),
         }
     }
 
@@ -434,16 +564,19 @@ impl Extractor for AnyExtractor {
             Self::Resnet(m) => m.inference(),
             Self::Vit(m) => m.inference(),
             Self::ExtractorWithMlp(m) => m.inference(),
+            Self::SmallCnn(m) => m.inference(),
         }
     }
 }
 
-/// Freezes `extractor_with_mlp`'s backbone; plain extractors are returned unchanged, as OML only
-/// calls `freeze` on `IFreezable` models (see [`AnyExtractor::is_freezable`]).
+/// Freezes the backbone of `extractor_with_mlp` and `small_cnn`; the other extractors are
+/// returned unchanged, as OML only calls `freeze` on `IFreezable` models (see
+/// [`AnyExtractor::is_freezable`]).
 impl Freezable for AnyExtractor {
     fn freeze_backbone(self) -> Self {
         match self {
             Self::ExtractorWithMlp(m) => Self::ExtractorWithMlp(Freezable::freeze_backbone(m)),
+            Self::SmallCnn(m) => Self::SmallCnn(Freezable::freeze_backbone(m)),
             other => other,
         }
     }
@@ -451,17 +584,23 @@ impl Freezable for AnyExtractor {
     fn unfreeze_backbone(self) -> Self {
         match self {
             Self::ExtractorWithMlp(m) => Self::ExtractorWithMlp(Freezable::unfreeze_backbone(m)),
+            Self::SmallCnn(m) => Self::SmallCnn(Freezable::unfreeze_backbone(m)),
             other => other,
         }
     }
 }
 
+/// `small_cnn` has no OML layout: its keys are taken as they are, relative to the model itself
+/// (what a PyTorch `state_dict` of the same module tree would hold), so a composite model holding
+/// one (`concat_siamese`, `trivial_distance_siamese`) still states its own layout.
+/// [`AnyExtractor::load_weights`] refuses PyTorch checkpoints for a `small_cnn` on its own.
 impl TorchLayout for AnyExtractor {
     fn trial_key(&self) -> &'static str {
         match self {
             Self::Resnet(m) => m.trial_key(),
             Self::Vit(m) => m.trial_key(),
             Self::ExtractorWithMlp(m) => m.trial_key(),
+            Self::SmallCnn(_) => "conv1.weight",
         }
     }
 
@@ -470,6 +609,7 @@ impl TorchLayout for AnyExtractor {
             Self::Resnet(m) => m.torch_root(),
             Self::Vit(m) => m.torch_root(),
             Self::ExtractorWithMlp(m) => m.torch_root(),
+            Self::SmallCnn(_) => "",
         }
     }
 
@@ -478,6 +618,7 @@ impl TorchLayout for AnyExtractor {
             Self::Resnet(m) => m.map_key(key),
             Self::Vit(m) => m.map_key(key),
             Self::ExtractorWithMlp(m) => m.map_key(key),
+            Self::SmallCnn(_) => KeyAction::Keep(key.to_string()),
         }
     }
 
@@ -486,6 +627,7 @@ impl TorchLayout for AnyExtractor {
             Self::Resnet(m) => m.raw_key(key),
             Self::Vit(m) => m.raw_key(key),
             Self::ExtractorWithMlp(m) => m.raw_key(key),
+            Self::SmallCnn(_) => Some(key.to_string()),
         }
     }
 }
@@ -511,7 +653,7 @@ impl Pretrained for AnyExtractor {
     ) -> Result<Self, ModelError> {
         let family = crate::zoo::pretrained_model(entry.key)?.family;
         let args: serde_json::Value = crate::zoo::init_args(entry)?;
-        let mut config = ExtractorConfig::try_from(Named {
+        let config = ExtractorConfig::try_from(Named {
             name: family.to_string(),
             args,
         })
@@ -520,13 +662,16 @@ impl Pretrained for AnyExtractor {
             value: entry.init_args.into(),
             reason,
         })?;
-        // The file is already at hand: build the architecture, then load it.
-        match &mut config {
-            ExtractorConfig::Resnet(a) => a.weights = None,
-            ExtractorConfig::Vit(a) => a.weights = None,
-            ExtractorConfig::ExtractorWithMlp(a) => a.weights = None,
+        if let ExtractorConfig::SmallCnn(_) = config {
+            return Err(ModelError::InvalidArgument {
+                name: "pretrained",
+                value: entry.key.into(),
+                reason: format!("there is no pretrained `{SMALL_CNN}`"),
+            });
         }
+        // The file is already at hand: build the architecture, then load it.
         Ok(config
+            .without_weights()
             .init(device)?
             .load_weights(path, &LoadOptions::default())?
             .0)
@@ -864,5 +1009,139 @@ impl Freezable for AnyPairwise {
             Self::ConcatSiamese(m) => Self::ConcatSiamese(Freezable::unfreeze_backbone(m)),
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oml_interfaces::device::test_device;
+
+    fn small_cnn_named() -> Named {
+        Named {
+            name: SMALL_CNN.into(),
+            args: serde_json::json!({"feat_dim": 8, "channels": [4, 4, 8]}),
+        }
+    }
+
+    #[test]
+    fn small_cnn_round_trips_through_named_and_a_saved_file() {
+        let config = ExtractorConfig::try_from(small_cnn_named()).unwrap();
+        let ExtractorConfig::SmallCnn(args) = &config else {
+            panic!("{config:?}");
+        };
+        // the defaults of the arguments not given
+        assert_eq!(
+            (
+                args.normalise_features,
+                args.batch_norm,
+                args.weights.as_deref()
+            ),
+            (true, true, None)
+        );
+        assert!(config.is_freezable() && EXTRACTOR_NAMES.contains(&config.name()));
+        let named = Named::from(config.clone());
+        assert_eq!(ExtractorConfig::try_from(named).unwrap(), config);
+
+        let device = test_device();
+        device.seed(3);
+        let model = config.build(&device).unwrap();
+        assert!(matches!(model, AnyExtractor::SmallCnn(_)) && model.is_freezable());
+        assert_eq!(model.config(), config);
+        assert_eq!(model.feat_dim(), 8);
+        // reading the config leaves lazily initialised weights alone (a pipeline that seeds the
+        // device and builds the model draws the same weights whoever reads the config first)
+        let AnyExtractor::SmallCnn(cnn) = &model else {
+            unreachable!()
+        };
+        assert!(!cnn.conv1.weight.is_initialized() && !cnn.head.weight.is_initialized());
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("small.bpk");
+        model.save(&path).unwrap();
+        // the metadata oml-train has always written for small_cnn, so older files load
+        let saved = crate::checkpoint::burnpack_config(&path).unwrap().unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&saved).unwrap(),
+            serde_json::json!({"name": "small_cnn", "args": {"feat_dim": 8, "channels": [4, 4, 8],
+                "normalise_features": true, "batch_norm": true, "weights": null}})
+        );
+
+        let x = Tensor::<4>::random([2, 3, 28, 28], burn::tensor::Distribution::Default, &device);
+        let before = model.extract(x.clone());
+        let diff = |m: &AnyExtractor| {
+            (m.extract(x.clone()) - before.clone())
+                .abs()
+                .max()
+                .into_scalar::<f32>()
+        };
+        let loaded = AnyExtractor::load(&path, &device).unwrap();
+        assert!(matches!(loaded, AnyExtractor::SmallCnn(_)));
+        assert_eq!(diff(&loaded), 0.0);
+        // a file written by oml-train before small_cnn joined the registry (its JSON text)
+        let old = dir.path().join("old.bpk");
+        let old_json = r#"{"args":{"batch_norm":true,"channels":[4,4,8],"feat_dim":8,"normalise_features":true,"weights":null},"name":"small_cnn"}"#;
+        crate::checkpoint::save_burnpack(cnn, &old, Some(old_json)).unwrap();
+        assert_eq!(diff(&AnyExtractor::load(&old, &device).unwrap()), 0.0);
+        // `weights` in the config, and `load_weights` on a fresh model, read the same file
+        let mut with_weights = small_cnn_named();
+        with_weights.args["weights"] = path.to_string_lossy().into_owned().into();
+        let built = ExtractorConfig::try_from(with_weights)
+            .unwrap()
+            .build(&device)
+            .unwrap();
+        assert_eq!(diff(&built), 0.0);
+        let (reloaded, _) = config
+            .init(&device)
+            .unwrap()
+            .load_weights(&path, &LoadOptions::default())
+            .unwrap();
+        assert_eq!(diff(&reloaded), 0.0);
+    }
+
+    #[test]
+    fn small_cnn_has_no_pytorch_checkpoints_nor_pretrained_weights() {
+        let device = test_device();
+        let config = ExtractorConfig::try_from(small_cnn_named()).unwrap();
+        let e = config
+            .init(&device)
+            .unwrap()
+            .load_weights(Path::new("model.pth"), &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("small_cnn") && e.contains("model.pth"), "{e}");
+        let e = AnyExtractor::from_pretrained("small_cnn", &device)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("small_cnn"), "{e}");
+    }
+
+    #[test]
+    fn small_cnn_arguments_are_checked() {
+        let mut n = small_cnn_named();
+        n.args["chanels"] = serde_json::json!([1, 2, 3]);
+        let e = ExtractorConfig::try_from(n).unwrap_err();
+        assert!(e.contains("small_cnn") && e.contains("chanels"), "{e}");
+        let mut n = small_cnn_named();
+        n.args["feat_dim"] = 0.into();
+        let e = ExtractorConfig::try_from(n)
+            .unwrap()
+            .build(&test_device())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("feat_dim"), "{e}");
+        let e = ExtractorConfig::try_from(Named::new("nope", ())).unwrap_err();
+        assert!(e.contains("small_cnn"), "{e}");
+        // not a backbone of extractor_with_mlp
+        let mlp: ExtractorConfig = serde_json::from_value(serde_json::json!({
+            "name": "extractor_with_mlp",
+            "args": {"mlp_features": [4], "extractor": {"name": "small_cnn", "args": {"feat_dim": 8}}}
+        }))
+        .unwrap();
+        let e = mlp.build(&test_device()).unwrap_err().to_string();
+        assert!(
+            e.contains("small_cnn") && e.contains("`resnet` or `vit`"),
+            "{e}"
+        );
     }
 }

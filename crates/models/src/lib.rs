@@ -10,14 +10,16 @@
 //! | `ExtractorWithMLP(extractor, mlp_features, weights, train_backbone)` | [`ExtractorWithMLP`] |
 //! | `LinearTrivialDistanceSiamese`, `TrivialDistanceSiamese`, `ConcatSiamese` | [`LinearTrivialDistanceSiamese`], [`TrivialDistanceSiamese`], [`ConcatSiamese`] |
 //! | `EXTRACTORS_REGISTRY`, `PAIRWISE_MODELS_REGISTRY` (`{name, args}` configs) | [`ExtractorConfig`] → [`AnyExtractor`], [`PairwiseConfig`] → [`AnyPairwise`] |
+//! | (not in OML) the Fashion-MNIST demo's CNN, registry name `small_cnn` | [`SmallCnnArgs`] / [`SmallCnnConfig`] → [`SmallCnn`] |
 //! | `pretrained_models`, `download_checkpoint`, `TRANSFORMS_FOR_PRETRAINED` | [`zoo`] |
 //! | `torch.load` + `remove_criterion_in_state_dict` + `remove_prefix_from_state_dict` | [`checkpoint`] |
 //!
 //! All models implement [`oml_interfaces::Extractor`] or [`oml_interfaces::PairwiseModel`];
-//! `ExtractorWithMLP` and `ConcatSiamese` implement [`oml_interfaces::Freezable`] (freezing
-//! detaches the backbone output and marks its parameters as not requiring gradients, so it really
-//! stops training, unlike OML 4.0's `freeze_n_epochs` under Lightning 2). Pretrained keys go through
-//! [`oml_interfaces::Pretrained`]: `ViTExtractor::from_pretrained("vits16_dino", &device)`.
+//! `ExtractorWithMLP`, `ConcatSiamese` and `SmallCnn` implement [`oml_interfaces::Freezable`]
+//! (freezing detaches the backbone output and marks its parameters as not requiring gradients, so
+//! it really stops training, unlike OML 4.0's `freeze_n_epochs` under Lightning 2). Pretrained keys
+//! go through [`oml_interfaces::Pretrained`]: `ViTExtractor::from_pretrained("vits16_dino",
+//! &device)`.
 //!
 //! # Example
 //!
@@ -65,11 +67,13 @@ pub mod zoo;
 pub use checkpoint::{KeyAction, LoadOptions, LoadReport, TorchLayout};
 pub use config::{
     AnyExtractor, AnyPairwise, Backbone, ConcatSiameseConfig, ExtractorConfig,
-    ExtractorWithMlpConfig, LinearSiameseConfig, PairwiseConfig, TrivialDistanceSiameseConfig,
+    ExtractorWithMlpConfig, LinearSiameseConfig, PairwiseConfig, SmallCnnArgs,
+    TrivialDistanceSiameseConfig,
 };
 pub use oml_interfaces::{Extractor, Freezable, PairwiseModel, Pretrained, PretrainedEntry};
 pub use projection::ExtractorWithMLP;
 pub use resnet::{ResNet, ResnetArch, ResnetExtractor, ResnetExtractorConfig};
 pub use siamese::{ConcatSiamese, LinearTrivialDistanceSiamese, TrivialDistanceSiamese};
+pub use small_cnn::{SmallCnn, SmallCnnConfig};
 pub use vit::{ViTExtractor, ViTExtractorConfig, VisionTransformer, VitArch, VitConfig};
 pub use zoo::{Preprocessing, PretrainedModel, ResizeMode};

@@ -149,7 +149,8 @@ impl SmallCnn {
 
 impl Extractor for SmallCnn {
     fn feat_dim(&self) -> usize {
-        self.head.weight.dims()[1]
+        // without initialising a lazily initialised head
+        self.head.weight.lazy_shape()[1]
     }
 
     fn extract(&self, images: Tensor<4>) -> Tensor<2> {

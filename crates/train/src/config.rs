@@ -78,7 +78,7 @@ pub fn args_error(key: &str, e: ArgsError) -> TrainError {
 /// An extractor section: OML's `{name, args}` plus an optional top-level `weights` (`small_cnn`,
 /// `resnet`, `vit`, `extractor_with_mlp`; `weights` is a `.bpk` file saved by `oml train`, a
 /// PyTorch checkpoint, or a pretrained key). Read it with
-/// [`ExtractorSpec::parse`](crate::extractor::ExtractorSpec::parse).
+/// [`extractor::parse`](crate::extractor::parse).
 pub type ExtractorSection = oml_models::config::WithWeights;
 
 /// `max` or `min`: which way a metric improves.

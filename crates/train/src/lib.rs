@@ -46,7 +46,7 @@
 //! assert!(err.to_string().starts_with("max_epochs:"), "{err}");
 //!
 //! let device = oml_interfaces::device::select_device(None)?;
-//! let extractor = oml_train::extractor::ExtractorSpec::parse(&config.extractor, "extractor")?.build(&device)?;
+//! let extractor = oml_train::extractor::parse(&config.extractor, "extractor")?.build(&device)?;
 //! let criterion: oml_mining::CriterionConfig = config.criterion.typed("criterion")?;
 //! let model = MetricLearner::new(extractor, criterion.build(&device)?).fork(&device.clone().autodiff()).train();
 //! let images = Tensor::<4>::random([4, 3, 28, 28], burn::tensor::Distribution::Default, &device.autodiff());

@@ -39,7 +39,7 @@ use crate::config::{
 };
 use crate::data::{embed_dataset, transforms, validation_meta, worst_query_figures};
 use crate::error::TrainError;
-use crate::extractor::ExtractorSpec;
+use crate::extractor::{self, ExtractorConfig};
 use crate::loaders::{MakeBatch, ToTrainBatch};
 use crate::model::{EmbeddingOutput, StepGuard, StepOutput};
 use crate::pipeline::{Common, Plan, Scorer, Session, Validation, check_freeze, common_keys};
@@ -411,7 +411,7 @@ fn embeddings_cached(
 /// The sections only `oml train-postprocessor` has, parsed and cross-checked.
 struct Sections {
     reranker: RerankerArgs,
-    extractor: ExtractorSpec,
+    extractor: ExtractorConfig,
     sampler: SamplerConfig,
     transforms_extraction: Transforms,
     transforms_train: Transforms,
@@ -446,7 +446,7 @@ impl PostprocessorConfig {
         let sampler = self.sampler.typed("sampler")?;
         Ok(Sections {
             reranker,
-            extractor: ExtractorSpec::parse(&self.extractor, "extractor")?,
+            extractor: extractor::parse(&self.extractor, "extractor")?,
             sampler,
             transforms_extraction: transforms(
                 self.transforms_extraction.as_ref(),
@@ -467,7 +467,7 @@ impl PostprocessorConfig {
 fn frozen_embeddings(
     config: &PostprocessorConfig,
     opts: &TrainOptions,
-    extractor: &ExtractorSpec,
+    extractor: &ExtractorConfig,
     data: &RetrievalDatasets,
     device: &Device,
 ) -> Result<(Embeddings, Embeddings), TrainError> {

@@ -14,7 +14,7 @@ use crate::checkpoint::write_atomic;
 use crate::config::{PredictConfig, resolve};
 use crate::data::{embed_dataset, transforms};
 use crate::error::TrainError;
-use crate::extractor::ExtractorSpec;
+use crate::extractor;
 use crate::pipeline::select_devices;
 
 /// Image extensions `oml predict` reads (as OML's `IMAGE_EXTENSIONS`, case-insensitive).
@@ -100,7 +100,7 @@ pub fn predict(config: &PredictConfig, opts: PredictOptions) -> Result<PredictOu
         config.cpu_fast_path,
     )?
     .remove(0);
-    let spec = ExtractorSpec::parse(&config.extractor, "extractor")?;
+    let spec = extractor::parse(&config.extractor, "extractor")?;
     let data_dir = resolve(&opts.base_dir, &config.data_dir);
     let save_dir = resolve(&opts.base_dir, &config.save_dir);
     let paths = find_images(&data_dir)?;

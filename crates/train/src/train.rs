@@ -19,7 +19,7 @@ use oml_sampling::{SamplerConfig, ShuffledBatches};
 use crate::config::{NamedExt, TrainConfig};
 use crate::data::{embed_dataset, transforms, validation_meta, worst_query_figures};
 use crate::error::TrainError;
-use crate::extractor::{ExtractorSpec, TrainExtractor};
+use crate::extractor::{self, AnyExtractor, ExtractorConfig};
 use crate::loaders::{MakeBatch, ToTrainBatch};
 use crate::model::{InferBatch, MetricLearner, TrainBatch};
 use crate::pipeline::{Plan, Scored, Session, Validation, check_freeze, common_keys};
@@ -30,7 +30,7 @@ pub use crate::pipeline::select_devices;
 pub use crate::runner::TrainOptions;
 
 /// The trained module of the pipelines.
-pub type Model = MetricLearner<TrainExtractor, CriterionModule>;
+pub type Model = MetricLearner<AnyExtractor, CriterionModule>;
 
 /// What a finished `oml train` produced.
 #[derive(Debug, Clone)]
@@ -90,7 +90,7 @@ impl Validator {
     /// Embeds the validation split with `extractor` (batches of `batch_size`) and evaluates it.
     fn embed_and_evaluate(
         &self,
-        extractor: &TrainExtractor,
+        extractor: &AnyExtractor,
         batch_size: usize,
         console: Option<&Console>,
     ) -> Result<Scored, TrainError> {
@@ -117,7 +117,7 @@ impl Validator {
 
 /// The sections only `oml train` has, parsed and cross-checked.
 struct Sections {
-    extractor: ExtractorSpec,
+    extractor: ExtractorConfig,
     criterion: CriterionConfig,
     sampler: Option<SamplerConfig>,
     transforms_train: Transforms,
@@ -131,7 +131,7 @@ impl TrainConfig {
         if self.bs_val == 0 {
             return Err(TrainError::config("bs_val", "must be at least 1"));
         }
-        let extractor = ExtractorSpec::parse(&self.extractor, "extractor")?;
+        let extractor = extractor::parse(&self.extractor, "extractor")?;
         check_freeze(
             self.freeze_n_epochs,
             extractor.is_freezable(),
@@ -309,10 +309,9 @@ pub fn train(config: &TrainConfig, opts: TrainOptions) -> Result<TrainOutcome, T
     )?;
     let train_seconds = t0.elapsed().as_secs_f64();
 
-    let spec = &sections.extractor;
     let out = session.export(
         &model,
-        |m, path| m.extractor.save(spec, path),
+        |m, path| Ok(m.extractor.save(path)?),
         |m| validator.embed_and_evaluate(&m.extractor.valid(), config.bs_val, None),
     )?;
     Ok(TrainOutcome {

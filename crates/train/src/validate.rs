@@ -22,7 +22,7 @@ use crate::data::{
     MetricArgs, embed_dataset, prepare_data, transforms, validation_meta, worst_query_figures,
 };
 use crate::error::TrainError;
-use crate::extractor::ExtractorSpec;
+use crate::extractor;
 use crate::pipeline::select_devices;
 use crate::progress::Console;
 
@@ -208,7 +208,7 @@ pub fn validate(
         config.cpu_fast_path,
     )?
     .remove(0);
-    let spec = ExtractorSpec::parse(&config.extractor, "extractor")?;
+    let spec = extractor::parse(&config.extractor, "extractor")?;
     let metric_args = MetricArgs::parse(&config.metric_args, "metric_args")?;
     let root = resolve(&opts.base_dir, &config.dataset_root);
     if let Some(prep) = &config.prepare_data

@@ -337,6 +337,10 @@ fn config_errors_name_the_key_before_anything_is_written() {
             yaml.replace("margin: 0.2,", "margin: 0.2, reduction: avg,"),
             &["criterion", "`reduction` = avg"],
         ),
+        (
+            format!("{yaml}num_workers: 1000000\n"),
+            &["num_workers", "1000000"],
+        ),
     ] {
         let config: TrainConfig = parse_config(&bad).unwrap();
         let e = train(&config, options("x")).unwrap_err().to_string();
@@ -403,10 +407,10 @@ fn frozen_epochs_leave_the_backbone_unchanged() {
     // the initial weights: the pipeline seeds the device right before building the extractor
     let device = oml_interfaces::device::test_device();
     device.seed(config.seed);
-    let spec = oml_train::extractor::ExtractorSpec::parse(&config.extractor, "extractor").unwrap();
+    let spec = oml_train::extractor::parse(&config.extractor, "extractor").unwrap();
     let init = spec.build(&device).unwrap();
     let dir0 = tempfile::tempdir().unwrap();
-    init.save(&spec, &dir0.path().join("init.bpk")).unwrap();
+    init.save(&dir0.path().join("init.bpk")).unwrap();
     let init = record_tensors(&dir0.path().join("init.bpk"));
 
     let key = |k: &str| format!("extractor.SmallCnn.{k}");
@@ -577,4 +581,33 @@ metric_args: {{cmc_top_k: [1, 3], map_top_k: [3], precision_top_k: [3]}}
         .map(|i| if i % 9 == 0 { 1.0 } else { 0.0 })
         .collect();
     assert!(max_diff(proj, &eye) > 1e-4, "{proj:?}");
+}
+
+/// A broken image stops training with an error naming the file and its CSV row: in the train
+/// split (read by the Learner's loader) and in the validation split (the epoch-0 metrics).
+/// Before, it trained on a black stand-in without a word.
+#[test]
+fn broken_images_stop_training_naming_the_file() {
+    let _serial = one_at_a_time();
+    for split_dir in ["images/0", "images/3"] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        synthetic_classes(&data, 4, 3, 2);
+        let broken = data.join(split_dir).join("001.png");
+        std::fs::write(&broken, b"not a png").unwrap();
+        // 3 train labels × 4 images: every train image is in the epoch's one batch
+        let yaml = train_yaml(&data, &dir.path().join("runs"), 1);
+        let config: TrainConfig = parse_config(&yaml).unwrap();
+        let e = match train(&config, options("broken")) {
+            Ok(o) => panic!(
+                "{split_dir}: trained anyway; {}",
+                std::fs::read_to_string(o.run_dir.join("experiment.log")).unwrap_or_default()
+            ),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            e.contains(&format!("{split_dir}/001.png")) && e.contains("row "),
+            "{split_dir}: {e}"
+        );
+    }
 }

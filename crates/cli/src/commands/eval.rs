@@ -227,7 +227,10 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--block-size: must be at least 1");
     }
     if let Some(out) = &args.output {
-        for (flag, input) in [("--dataset", &args.dataset), ("--embeddings", &args.embeddings)] {
+        for (flag, input) in [
+            ("--dataset", &args.dataset),
+            ("--embeddings", &args.embeddings),
+        ] {
             if same_file(out, input) {
                 bail!(
                     "--output {}: it is the {flag} file; writing the report there would replace it",

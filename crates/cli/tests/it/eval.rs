@@ -283,7 +283,11 @@ fn output_onto_an_input_is_refused() {
         ]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(flag), "{err}");
-        assert_eq!(std::fs::read(s.path(name)).unwrap(), before, "{name} was changed");
+        assert_eq!(
+            std::fs::read(s.path(name)).unwrap(),
+            before,
+            "{name} was changed"
+        );
     }
 }
 

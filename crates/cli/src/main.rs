@@ -50,11 +50,21 @@ fn main() -> Result<()> {
     if let Some(on) = cli.cpu_fast_path.or(from_env) {
         oml::interfaces::cpu::set_enabled(on)?;
     }
-    match cli.command {
+    let result = match cli.command {
         Command::Eval(a) => commands::eval::run(a),
         Command::Train(a) => commands::train::run(a),
         Command::Validate(a) => commands::validate::run(a),
         Command::Predict(a) => commands::predict::run(a),
         Command::TrainPostprocessor(a) => commands::train_postprocessor::run(a),
+    };
+    // The command's files are written by now; a stdout that failed under it is reported here:
+    // a closed pipe (`| head`) ends quietly with 141, as a tool killed by SIGPIPE would.
+    match oml::train::progress::stdout_failure() {
+        Some(std::io::ErrorKind::BrokenPipe) if result.is_ok() => std::process::exit(141),
+        Some(kind) if result.is_ok() => Err(anyhow::anyhow!(
+            "writing to stdout: {}",
+            std::io::Error::from(kind)
+        )),
+        _ => result,
     }
 }

@@ -6,6 +6,8 @@
 //! stderr only when it is a terminal; [`Console::line`] prints to stdout either way.
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use burn::train::logger::{EvaluationProgressLogger, TrainingProgressLogger};
@@ -15,6 +17,27 @@ use burn::train::renderer::{
     MetricsRendererTraining,
 };
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// The first error writing to stdout (a closed pipe, a full disk), if any.
+static STDOUT_FAILURE: OnceLock<std::io::ErrorKind> = OnceLock::new();
+
+/// Prints a line to stdout. A failing stdout (`| head -1` closed it, `> /dev/full`) is remembered
+/// ([`stdout_failure`]) and later lines are dropped: printing never panics and never stops a
+/// run, whose files are what matters; the binary reports it once the run is done.
+pub fn out(text: &str) {
+    if STDOUT_FAILURE.get().is_some() {
+        return;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        let _ = STDOUT_FAILURE.set(e.kind());
+    }
+}
+
+/// Why writing to stdout failed, if it did ([`out`], [`Console::line`]).
+pub fn stdout_failure() -> Option<std::io::ErrorKind> {
+    STDOUT_FAILURE.get().copied()
+}
 
 /// Where pipelines print: lines go above the live bars (or plainly to stdout without them).
 #[derive(Clone)]
@@ -59,7 +82,7 @@ impl Console {
             return;
         }
         if self.multi.is_hidden() {
-            println!("{}", text.as_ref());
+            out(text.as_ref());
         } else {
             let _ = self.multi.println(text.as_ref());
         }

@@ -13,7 +13,7 @@ use oml::interfaces::{MetricsReport, OVERALL};
 use oml::metrics::{EvalHooks, MetricsConfig, NoGtPrecision, evaluate};
 use oml::retrieval::KnnConfig;
 use oml::train::eval::load_eval_data;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -309,11 +309,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     match &args.output {
         Some(path) => write_atomic(path, text.as_bytes())?,
-        None => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes())?;
-            out.flush()?;
-        }
+        None => oml::train::progress::out(text.trim_end_matches('\n')),
     }
     eprintln!(
         "evaluated {} items ({n_q} queries, {n_g} gallery, dim {}) in {:.3} s",

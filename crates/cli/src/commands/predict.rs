@@ -52,6 +52,6 @@ pub fn run(args: Args) -> Result<()> {
             out.predictions_json.display().to_string(),
         ],
     ];
-    println!("{}", table(&["", ""], &rows));
+    oml::train::progress::out(&table(&["", ""], &rows));
     Ok(())
 }

@@ -62,7 +62,7 @@ pub(crate) fn unless_stopped<T>(
             console.line(format!(
                 "stopped after epoch {epoch} as asked; run the same command again to continue"
             ));
-            println!("run folder: {run_dir}");
+            oml::train::progress::out(&format!("run folder: {run_dir}"));
             Ok(None)
         }
         other => Ok(Some(other?)),
@@ -99,6 +99,6 @@ pub fn run(args: Args) -> Result<()> {
         out.best_checkpoint.display(),
         out.last_checkpoint.display()
     ));
-    println!("run folder: {}", out.run_dir.display());
+    oml::train::progress::out(&format!("run folder: {}", out.run_dir.display()));
     Ok(())
 }

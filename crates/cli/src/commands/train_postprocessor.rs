@@ -42,6 +42,6 @@ pub fn run(args: Args) -> Result<()> {
         out.best_checkpoint.display(),
         out.last_checkpoint.display()
     ));
-    println!("run folder: {}", out.run_dir.display());
+    oml::train::progress::out(&format!("run folder: {}", out.run_dir.display()));
     Ok(())
 }

@@ -42,7 +42,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let out = validate(&config, opts)?;
     if args.json {
-        println!("{}", serde_json::to_string(&out.report)?);
+        oml::train::progress::out(&serde_json::to_string(&out.report)?);
     } else {
         let rows: Vec<Vec<String>> = out
             .report
@@ -54,7 +54,7 @@ pub fn run(args: Args) -> Result<()> {
             "{} items ({} queries, {} gallery); embedding {:.1} s, retrieval and metrics {:.1} s",
             out.n_items, out.n_queries, out.n_gallery, out.embed_seconds, out.metric_seconds
         ));
-        println!("{}", table(&["metric", "value"], &rows));
+        oml::train::progress::out(&table(&["metric", "value"], &rows));
     }
     for p in &out.written {
         console.line(format!("wrote {}", p.display()));

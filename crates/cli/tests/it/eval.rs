@@ -291,6 +291,45 @@ fn output_onto_an_input_is_refused() {
     }
 }
 
+/// The report on a closed stdout ends quietly (141, no panic); on a full one the error says
+/// it was stdout.
+#[test]
+fn closed_or_full_stdout_is_not_a_panic() {
+    let s = Scratch::new();
+    let (e, d) = (s.path("e.npy"), s.path("d.csv"));
+    let args = [
+        "eval",
+        "--embeddings",
+        e.to_str().unwrap(),
+        "--dataset",
+        d.to_str().unwrap(),
+    ];
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let out = Command::new(BIN)
+        .args(args)
+        .stdout(std::process::Stdio::from(writer))
+        .output()
+        .expect("the oml binary runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(141) && !err.contains("panicked"),
+        "{err}"
+    );
+    if let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") {
+        let out = Command::new(BIN)
+            .args(args)
+            .stdout(std::process::Stdio::from(full))
+            .output()
+            .expect("the oml binary runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("writing to stdout") && !err.contains("panicked"),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn bad_fast_path_switches_are_errors_naming_them() {
     let s = Scratch::new();

@@ -399,3 +399,49 @@ fn config_errors_name_the_key_path() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("`tpu`"), "{err}");
 }
+
+/// stdout as a pipe whose reading end is already closed (what `| head -1` leaves behind).
+fn closed_pipe() -> Stdio {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    Stdio::from(writer)
+}
+
+/// A closed stdout never panics or stops a run: `oml train` finishes its run folder and exits
+/// 141 quietly, as a tool killed by SIGPIPE would; a full stdout (`> /dev/full`) is an error
+/// that names stdout, after the run folder is complete.
+#[test]
+fn closed_or_full_stdout_leaves_the_run_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = train_config(dir.path(), 200, 1, "");
+    let mut outputs = vec![("closed pipe", closed_pipe())];
+    if let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") {
+        outputs.push(("/dev/full", Stdio::from(full)));
+    }
+    for (what, stdout) in outputs {
+        let run_dir = dir.path().join(format!("run_{}", what.replace('/', "_")));
+        let out = Command::new(OML)
+            .args(["train", config.to_str().unwrap(), "--run-dir"])
+            .arg(&run_dir)
+            .current_dir(dir.path())
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run oml");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{what}: {err}");
+        if what == "closed pipe" {
+            assert_eq!(out.status.code(), Some(141), "{what}: {err}");
+        } else {
+            assert!(
+                !out.status.success() && err.contains("stdout"),
+                "{what}: {err}"
+            );
+        }
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run_dir.join("state.json")).unwrap()).unwrap();
+        assert_eq!(state["status"], "finished", "{what}");
+        assert!(run_dir.join("checkpoints/best.bpk").is_file(), "{what}");
+        assert!(run_dir.join("metrics.json").is_file(), "{what}");
+    }
+}

@@ -48,12 +48,40 @@ enum Suite {
     },
 }
 
+/// A count option: a whole number of at least 1 (0 would divide by zero or time nothing).
+fn positive(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// [`positive`] for `u32` options.
+fn positive_u32(s: &str) -> std::result::Result<u32, String> {
+    u32::try_from(positive(s)?).map_err(|e| e.to_string())
+}
+
+/// The Markdown table of a file of this tool's JSON lines; a file without a measurement is an
+/// error naming it (it printed an empty table).
+fn render_table(path: &std::path::Path) -> Result<String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let table = report::table(&text);
+    // the header and its rule only: nothing in the file was a measurement
+    if table.lines().count() <= 2 {
+        anyhow::bail!(
+            "{}: no measurement line (this tool's JSON lines, with suite, median_s and params)",
+            path.display()
+        );
+    }
+    Ok(table)
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     if let Suite::Table { path } = &cli.suite {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        print!("{}", report::table(&text));
+        print!("{}", render_table(path)?);
         return Ok(());
     }
     let device = oml::interfaces::device::select_device(cli.device.as_deref())?;
@@ -65,5 +93,67 @@ fn main() -> Result<()> {
         Suite::Datasets(a) => suites::datasets::run(a, &device),
         Suite::Models(a) => suites::models::run(a, &device),
         Suite::Table { .. } => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts of zero are refused by the parser, naming the option (they panicked or timed
+    /// nothing before); the defaults still parse.
+    #[test]
+    fn zero_counts_are_errors_naming_the_option() {
+        for args in [
+            &["oml-bench", "sampler", "--n-categories", "0"][..],
+            &["oml-bench", "models", "--size", "0"],
+            &["oml-bench", "models", "--batch", "0"],
+            &["oml-bench", "ops", "--n", "0"],
+            &["oml-bench", "metrics", "--block-size", "0"],
+            &["oml-bench", "loss", "--p", "0"],
+            &["oml-bench", "datasets", "--batch-size", "0"],
+        ] {
+            let e = Cli::try_parse_from(args).unwrap_err().to_string();
+            assert!(
+                e.contains(args[2]) && e.contains("at least 1"),
+                "{args:?}: {e}"
+            );
+        }
+        for suite in ["sampler", "models", "ops", "metrics", "loss", "datasets"] {
+            Cli::try_parse_from(["oml-bench", suite]).unwrap();
+        }
+    }
+
+    /// `table` on a file without a measurement line is an error naming the file.
+    #[test]
+    fn table_without_measurements_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.txt");
+        std::fs::write(&path, "not json\n{\"other\": 1}\n").unwrap();
+        let e = render_table(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("notes.txt") && e.contains("no measurement"),
+            "{e}"
+        );
+        std::fs::write(
+            &path,
+            "{\"suite\":\"ops\",\"median_s\":0.5,\"min_s\":0.4,\"runs\":3,\"params\":{\"n\":4}}\n",
+        )
+        .unwrap();
+        assert!(render_table(&path).unwrap().contains("| ops | n=4 |"));
+    }
+
+    /// `ops --k` above `--n` is an error naming both (it panicked).
+    #[test]
+    fn ops_k_above_n_is_an_error() {
+        let Suite::Ops(args) = Cli::try_parse_from(["oml-bench", "ops", "--k", "100", "--n", "4"])
+            .unwrap()
+            .suite
+        else {
+            unreachable!("the ops suite was asked for")
+        };
+        let device = oml::interfaces::device::select_device(None).unwrap();
+        let e = suites::ops::run(args, &device).unwrap_err().to_string();
+        assert!(e.contains("--k 100") && e.contains("--n"), "{e}");
     }
 }

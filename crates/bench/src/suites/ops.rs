@@ -9,16 +9,16 @@ use oml::interfaces::cpu::{self, host_f32};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Rows of each operand.
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = 2048, value_parser = crate::positive)]
     pub n: usize,
     /// Feature dimension.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = crate::positive)]
     pub dim: usize,
     /// Neighbours for top-k.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = crate::positive)]
     pub k: usize,
     /// Timed repetitions.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = crate::positive)]
     pub repeats: usize,
     /// Also time the host GEMM `x·W` (a linear layer's product) at these `MxKxN` shapes,
     /// e.g. `3152x384x1152` (ViT-S/16's qkv at batch 16); prints GFLOP/s on stderr.
@@ -29,6 +29,9 @@ pub struct Args {
 /// Times matmul, the matmul-form cdist, and top-k over a distance matrix.
 pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
     let (n, d, k) = (args.n, args.dim, args.k);
+    if k > n {
+        anyhow::bail!("--k {k}: the top-k of {n} items (--n) needs k at most {n}");
+    }
     let a = Tensor::<2>::random([n, d], Distribution::Normal(0.0, 1.0), device);
     let b = Tensor::<2>::random([n, d], Distribution::Normal(0.0, 1.0), device);
     let backend = format!("{device:?}");

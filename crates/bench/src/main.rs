@@ -48,20 +48,6 @@ enum Suite {
     },
 }
 
-/// A count option: a whole number of at least 1 (0 would divide by zero or time nothing).
-fn positive(s: &str) -> std::result::Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// [`positive`] for `u32` options.
-fn positive_u32(s: &str) -> std::result::Result<u32, String> {
-    u32::try_from(positive(s)?).map_err(|e| e.to_string())
-}
-
 /// The Markdown table of a file of this tool's JSON lines; a file without a measurement is an
 /// error naming it (it printed an empty table).
 fn render_table(path: &std::path::Path) -> Result<String> {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Timed repetitions.
-    #[arg(long, default_value_t = 5, value_parser = crate::positive)]
+    #[arg(long, default_value_t = 5, value_parser = super::positive)]
     pub repeats: usize,
     /// Folder with the Fashion-MNIST IDX files (default: the repository's data/fashion-mnist).
     #[arg(long)]
@@ -25,7 +25,7 @@ pub struct Args {
     #[arg(long, default_value_t = 10_000)]
     pub limit: usize,
     /// Batch size.
-    #[arg(long, default_value_t = 256, value_parser = crate::positive)]
+    #[arg(long, default_value_t = 256, value_parser = super::positive)]
     pub batch_size: usize,
     /// Transform presets to measure (comma-separated names of `Pipeline::preset`).
     #[arg(
@@ -35,7 +35,7 @@ pub struct Args {
     )]
     pub presets: Vec<String>,
     /// Image size for the presets that resize.
-    #[arg(long, default_value_t = 28, value_parser = crate::positive_u32)]
+    #[arg(long, default_value_t = 28, value_parser = super::positive_u32)]
     pub im_size: u32,
 }
 

@@ -46,19 +46,19 @@ impl MinerKind {
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Labels per batch (P).
-    #[arg(long, default_value_t = 32, value_parser = crate::positive)]
+    #[arg(long, default_value_t = 32, value_parser = super::positive)]
     pub p: usize,
     /// Instances per label (K).
-    #[arg(long, default_value_t = 8, value_parser = crate::positive)]
+    #[arg(long, default_value_t = 8, value_parser = super::positive)]
     pub k: usize,
     /// Feature dimension.
-    #[arg(long, default_value_t = 512, value_parser = crate::positive)]
+    #[arg(long, default_value_t = 512, value_parser = super::positive)]
     pub dim: usize,
     /// Miner.
     #[arg(long, value_enum, default_value_t = MinerKind::All)]
     pub miner: MinerKind,
     /// Timed repetitions.
-    #[arg(long, default_value_t = 5, value_parser = crate::positive)]
+    #[arg(long, default_value_t = 5, value_parser = super::positive)]
     pub repeats: usize,
     /// Untimed warm-up steps (OML's script drops its first 2).
     #[arg(long, default_value_t = 2)]

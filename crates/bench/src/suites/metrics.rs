@@ -24,13 +24,13 @@ use std::time::Instant;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Items to generate (every item query and gallery, unless `--split-qg`).
-    #[arg(long, default_value_t = 20_000, value_parser = crate::positive)]
+    #[arg(long, default_value_t = 20_000, value_parser = super::positive)]
     pub n: usize,
     /// Several sizes in one run (comma-separated), to see how time grows; overrides `--n`.
     #[arg(long)]
     pub sizes: Option<String>,
     /// Embedding dimension of generated data.
-    #[arg(long, default_value_t = 128, value_parser = crate::positive)]
+    #[arg(long, default_value_t = 128, value_parser = super::positive)]
     pub dim: usize,
     /// Classes of generated data (default: n / 10, like SOP's ~10 items per class).
     #[arg(long)]
@@ -63,7 +63,7 @@ pub struct Args {
     #[arg(long, default_value = "0.5")]
     pub pcf: String,
     /// kNN block rows.
-    #[arg(long, default_value_t = oml::retrieval::knn::DEFAULT_BLOCK_SIZE, value_parser = crate::positive)]
+    #[arg(long, default_value_t = oml::retrieval::knn::DEFAULT_BLOCK_SIZE, value_parser = super::positive)]
     pub block_size: usize,
     /// Where the kNN selects candidates: auto (host scans on CPU backends, device top-k on
     /// GPUs), host or device.
@@ -73,7 +73,7 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
     /// Timed repetitions.
-    #[arg(long, default_value_t = 3, value_parser = crate::positive)]
+    #[arg(long, default_value_t = 3, value_parser = super::positive)]
     pub repeats: usize,
     /// Seed of generated data.
     #[arg(long, default_value_t = 0)]

@@ -6,3 +6,17 @@ pub mod metrics;
 pub mod models;
 pub mod ops;
 pub mod sampler;
+
+/// A count option: a whole number of at least 1 (0 would divide by zero or time nothing).
+pub fn positive(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// [`positive`] for `u32` options.
+pub fn positive_u32(s: &str) -> std::result::Result<u32, String> {
+    u32::try_from(positive(s)?).map_err(|e| e.to_string())
+}

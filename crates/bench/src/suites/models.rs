@@ -17,16 +17,16 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_value = "resnet18,vits16")]
     pub models: Vec<String>,
     /// Images per batch.
-    #[arg(long, default_value_t = 16, value_parser = crate::positive)]
+    #[arg(long, default_value_t = 16, value_parser = super::positive)]
     pub batch: usize,
     /// Input height and width.
-    #[arg(long, default_value_t = 224, value_parser = crate::positive)]
+    #[arg(long, default_value_t = 224, value_parser = super::positive)]
     pub size: usize,
     /// Untimed warm-up batches.
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
     /// Timed repetitions.
-    #[arg(long, default_value_t = 5, value_parser = crate::positive)]
+    #[arg(long, default_value_t = 5, value_parser = super::positive)]
     pub repeats: usize,
 }
 

@@ -9,16 +9,16 @@ use oml::interfaces::cpu::{self, host_f32};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Rows of each operand.
-    #[arg(long, default_value_t = 2048, value_parser = crate::positive)]
+    #[arg(long, default_value_t = 2048, value_parser = super::positive)]
     pub n: usize,
     /// Feature dimension.
-    #[arg(long, default_value_t = 128, value_parser = crate::positive)]
+    #[arg(long, default_value_t = 128, value_parser = super::positive)]
     pub dim: usize,
     /// Neighbours for top-k.
-    #[arg(long, default_value_t = 10, value_parser = crate::positive)]
+    #[arg(long, default_value_t = 10, value_parser = super::positive)]
     pub k: usize,
     /// Timed repetitions.
-    #[arg(long, default_value_t = 5, value_parser = crate::positive)]
+    #[arg(long, default_value_t = 5, value_parser = super::positive)]
     pub repeats: usize,
     /// Also time the host GEMM `x·W` (a linear layer's product) at these `MxKxN` shapes,
     /// e.g. `3152x384x1152` (ViT-S/16's qkv at batch 16); prints GFLOP/s on stderr.

@@ -21,22 +21,22 @@ use crate::report::measure;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Dataset items.
-    #[arg(long, default_value_t = 1_000_000, value_parser = crate::positive)]
+    #[arg(long, default_value_t = 1_000_000, value_parser = super::positive)]
     pub n_items: usize,
     /// Unique labels (each gets at least 2 items; the rest are spread pseudo-randomly).
-    #[arg(long, default_value_t = 100_000, value_parser = crate::positive)]
+    #[arg(long, default_value_t = 100_000, value_parser = super::positive)]
     pub n_labels: usize,
     /// Categories (label l belongs to category l % n_categories).
-    #[arg(long, default_value_t = 1_000, value_parser = crate::positive)]
+    #[arg(long, default_value_t = 1_000, value_parser = super::positive)]
     pub n_categories: usize,
     /// Labels per batch (P); the category samplers use P / categories_per_batch per category.
-    #[arg(long, default_value_t = 8, value_parser = crate::positive)]
+    #[arg(long, default_value_t = 8, value_parser = super::positive)]
     pub p: usize,
     /// Instances per label (K).
-    #[arg(long, default_value_t = 4, value_parser = crate::positive)]
+    #[arg(long, default_value_t = 4, value_parser = super::positive)]
     pub k: usize,
     /// Categories per batch for the category samplers.
-    #[arg(long, default_value_t = 2, value_parser = crate::positive)]
+    #[arg(long, default_value_t = 2, value_parser = super::positive)]
     pub categories_per_batch: usize,
     /// Which samplers: all, balance, category_balance, distinct_category_balance.
     #[arg(long, default_value = "all")]
@@ -45,7 +45,7 @@ pub struct Args {
     #[arg(long, default_value = "0,2")]
     pub loader_workers: String,
     /// Timed repetitions.
-    #[arg(long, default_value_t = 5, value_parser = crate::positive)]
+    #[arg(long, default_value_t = 5, value_parser = super::positive)]
     pub repeats: usize,
 }
 

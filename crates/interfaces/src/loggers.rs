@@ -72,6 +72,12 @@ pub trait PipelineLogger: Send {
     /// Records a figure under `title` at `step`.
     fn log_figure(&mut self, title: &str, figure: &Figure, step: u64) -> Result<(), LoggerError>;
 
+    /// Pushes what is buffered to its files now (a pipeline calls it before each checkpoint,
+    /// so a killed run's logs hold every checkpointed epoch). The default has nothing to push.
+    fn flush(&mut self) -> Result<(), LoggerError> {
+        Ok(())
+    }
+
     /// Flushes everything and marks the run as ended.
     fn finish(&mut self, status: RunStatus) -> Result<(), LoggerError>;
 }
@@ -90,6 +96,9 @@ impl<L: PipelineLogger + ?Sized> PipelineLogger for Box<L> {
     }
     fn log_figure(&mut self, title: &str, figure: &Figure, step: u64) -> Result<(), LoggerError> {
         (**self).log_figure(title, figure, step)
+    }
+    fn flush(&mut self) -> Result<(), LoggerError> {
+        (**self).flush()
     }
     fn finish(&mut self, status: RunStatus) -> Result<(), LoggerError> {
         (**self).finish(status)

@@ -94,6 +94,10 @@ impl PipelineLogger for FanoutLogger {
         self.each(|l| l.log_figure(title, figure, step))
     }
 
+    fn flush(&mut self) -> Result<(), LoggerError> {
+        self.each(|l| l.flush())
+    }
+
     fn finish(&mut self, status: RunStatus) -> Result<(), LoggerError> {
         self.each(|l| l.finish(status))
     }
@@ -143,6 +147,10 @@ impl PipelineLogger for SharedLogger {
 
     fn log_figure(&mut self, title: &str, figure: &Figure, step: u64) -> Result<(), LoggerError> {
         self.with(|l| l.log_figure(title, figure, step))
+    }
+
+    fn flush(&mut self) -> Result<(), LoggerError> {
+        self.with(|l| l.flush())
     }
 
     fn finish(&mut self, status: RunStatus) -> Result<(), LoggerError> {

@@ -104,12 +104,6 @@ impl LocalLogger {
         &self.dir
     }
 
-    /// Pushes buffered rows to the files now.
-    pub fn flush(&mut self) -> Result<(), LoggerError> {
-        self.csv.flush()?;
-        self.jsonl.flush()
-    }
-
     fn write_file(&self, rel: &str, bytes: &[u8]) -> Result<PathBuf, LoggerError> {
         let path = rel.split('/').fold(self.dir.clone(), |p, c| p.join(c));
         if let Some(parent) = path.parent() {
@@ -208,6 +202,12 @@ impl PipelineLogger for LocalLogger {
             &figure.png,
         )?;
         Ok(())
+    }
+
+    /// Pushes buffered rows to `metrics.csv` and `metrics.jsonl` now.
+    fn flush(&mut self) -> Result<(), LoggerError> {
+        self.csv.flush()?;
+        self.jsonl.flush()
     }
 
     fn finish(&mut self, status: RunStatus) -> Result<(), LoggerError> {

@@ -30,11 +30,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     oml_interfaces::fs::write_atomic(path, bytes)
 }
 
+/// Runs with the epoch before a record of it is written; an error fails the checkpoint.
+pub type BeforeSave = Arc<dyn Fn(usize) -> std::io::Result<()> + Send + Sync>;
+
 /// Saves records as `<dir>/<name>-<epoch>.bpk`, atomically.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AtomicFileCheckpointer {
     dir: PathBuf,
     name: String,
+    before_save: Option<BeforeSave>,
+}
+
+impl std::fmt::Debug for AtomicFileCheckpointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AtomicFileCheckpointer")
+            .field("dir", &self.dir)
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 impl AtomicFileCheckpointer {
@@ -43,7 +56,15 @@ impl AtomicFileCheckpointer {
         Self {
             dir: dir.into(),
             name: name.to_string(),
+            before_save: None,
         }
+    }
+
+    /// Runs `hook` with the epoch before each record is written (the pipeline flushes its logs
+    /// and records their lengths there, so a resumed run rewinds them to its checkpoint).
+    pub fn with_before_save(mut self, hook: BeforeSave) -> Self {
+        self.before_save = Some(hook);
+        self
     }
 
     /// The file of `epoch`.
@@ -59,6 +80,9 @@ pub fn checkpoint_path(dir: &Path, name: &str, epoch: usize) -> PathBuf {
 
 impl<R: Checkpoint> Checkpointer<R> for AtomicFileCheckpointer {
     fn save(&self, epoch: usize, record: R) -> Result<(), CheckpointerError> {
+        if let Some(hook) = &self.before_save {
+            hook(epoch).map_err(CheckpointerError::IOError)?;
+        }
         let bytes = record
             .checkpoint_into_bytes()
             .map_err(CheckpointerError::Record)?;

@@ -45,7 +45,7 @@ use crate::optim::{build_optimizer, build_scheduler};
 use crate::progress::Console;
 use crate::runner::{
     FitContext, RunFolder, TrainOptions, finish, fit, load_epoch, load_history, lock, log_report,
-    open_config_run, stop_after, write_json,
+    mark_logs, open_config_run, stop_after, write_json,
 };
 use crate::validation::{Embeddings, OnEpoch, ValidationHub, summary_line};
 
@@ -468,7 +468,10 @@ impl Session {
         if lock(&self.recorder.history).initial().is_some() {
             return Ok(());
         }
-        self.recorder.record(0, label, &compute()?)
+        self.recorder.record(0, label, &compute()?)?;
+        // epoch 0's logs, for a run killed before its first checkpoint to rewind to
+        mark_logs(&self.recorder.logger, &self.run.path, &self.run.ckpt_dir, 0)
+            .map_err(|e| TrainError::io(&self.run.ckpt_dir, e))
     }
 
     /// Trains `model` with Burn's `SupervisedTraining` from the resume point to `max_epochs`,

@@ -165,6 +165,16 @@ pub(crate) fn open_run(
             },
         )?;
     }
+    let run = RunFolder {
+        path: path.clone(),
+        ckpt_dir: ckpt_dir.clone(),
+        hash: hash.clone(),
+        resumed: choice.resume,
+        resume_epoch,
+    };
+    if run.resumed {
+        rewind_logs(&run, resume_epoch.unwrap_or(0))?;
+    }
     match resume_epoch {
         Some(e) => console.line(format!("resuming {} after epoch {e}", path.display())),
         None if choice.resume => console.line(format!(
@@ -173,13 +183,83 @@ pub(crate) fn open_run(
         )),
         None => console.line(format!("run folder {}", path.display())),
     }
-    Ok(RunFolder {
-        path,
-        ckpt_dir,
-        hash,
-        resumed: choice.resume,
-        resume_epoch,
-    })
+    Ok(run)
+}
+
+/// The run's append-only logs, whose lengths are recorded at each checkpoint.
+const APPEND_ONLY_LOGS: [&str; 2] = [
+    oml_logging::local::METRICS_CSV,
+    oml_logging::local::METRICS_JSONL,
+];
+
+/// `<ckpt_dir>/logs-<epoch>.json`: the append-only logs' lengths when `epoch` was checkpointed.
+fn log_marks_path(ckpt_dir: &Path, epoch: usize) -> PathBuf {
+    ckpt_dir.join(format!("logs-{epoch}.json"))
+}
+
+/// Flushes the loggers and records the append-only logs' lengths as of `epoch`'s checkpoint.
+/// A logger that cannot flush does not stop training (its rows arrive later, or never).
+pub(crate) fn mark_logs(
+    logger: &SharedLogger,
+    run_dir: &Path,
+    ckpt_dir: &Path,
+    epoch: usize,
+) -> std::io::Result<()> {
+    let _ = logger.clone().flush();
+    let lengths: std::collections::BTreeMap<&str, u64> = APPEND_ONLY_LOGS
+        .iter()
+        .filter_map(|name| Some((*name, std::fs::metadata(run_dir.join(name)).ok()?.len())))
+        .collect();
+    let bytes = serde_json::to_vec(&lengths).map_err(std::io::Error::other)?;
+    write_atomic(&log_marks_path(ckpt_dir, epoch), &bytes)?;
+    prune_log_marks(ckpt_dir, epoch);
+    Ok(())
+}
+
+/// Removes the marks of epochs whose checkpoints were rotated away (epoch 0's and `keep`'s stay).
+fn prune_log_marks(ckpt_dir: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(ckpt_dir) else {
+        return;
+    };
+    for old in entries.flatten() {
+        let name = old.file_name().to_string_lossy().into_owned();
+        let Some(k) = name
+            .strip_prefix("logs-")
+            .and_then(|n| n.strip_suffix(".json"))
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        if k != 0 && k != keep && !checkpoint_path(ckpt_dir, "model", k).is_file() {
+            let _ = std::fs::remove_file(old.path());
+        }
+    }
+}
+
+/// Cuts the append-only logs back to their lengths at `epoch`'s checkpoint: what a killed run
+/// logged after it is logged again by the resumed run, so every epoch appears once.
+fn rewind_logs(run: &RunFolder, epoch: usize) -> Result<(), TrainError> {
+    let marks = log_marks_path(&run.ckpt_dir, epoch);
+    let Ok(bytes) = std::fs::read(&marks) else {
+        return Ok(());
+    };
+    let lengths: std::collections::BTreeMap<String, u64> =
+        serde_json::from_slice(&bytes).map_err(|e| TrainError::io(&marks, e))?;
+    for name in APPEND_ONLY_LOGS {
+        let (Some(&len), path) = (lengths.get(name), run.path.join(name)) else {
+            continue;
+        };
+        let file = match std::fs::OpenOptions::new().write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(TrainError::io(&path, e)),
+        };
+        let now = file.metadata().map_err(|e| TrainError::io(&path, e))?.len();
+        if now > len {
+            file.set_len(len).map_err(|e| TrainError::io(&path, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// The validation history of a run folder (truncated to its last complete epoch).
@@ -274,7 +354,11 @@ where
         ))
         .metric_valid(RetrievalValidation::new(hub))
         .with_custom_checkpointers(
-            AtomicFileCheckpointer::new(&run.ckpt_dir, "model"),
+            AtomicFileCheckpointer::new(&run.ckpt_dir, "model").with_before_save({
+                let (logger, run_dir, ckpt_dir) =
+                    (ctx.logger.clone(), run.path.clone(), run.ckpt_dir.clone());
+                Arc::new(move |epoch| mark_logs(&logger, &run_dir, &ckpt_dir, epoch))
+            }),
             AtomicFileCheckpointer::new(&run.ckpt_dir, "optim"),
             AtomicFileCheckpointer::new(&run.ckpt_dir, "scheduler"),
         )
@@ -349,6 +433,7 @@ pub(crate) fn finish(
     last_epoch: usize,
 ) -> Result<(), TrainError> {
     let _ = logger.finish(RunStatus::Finished);
+    prune_log_marks(&run.ckpt_dir, last_epoch);
     write_state(
         &run.path,
         &RunState {

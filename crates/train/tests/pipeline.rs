@@ -267,6 +267,28 @@ fn an_interrupted_run_resumes_to_the_uninterrupted_result() {
         matches!(err, oml_train::TrainError::Interrupted { epoch: 1, .. }),
         "{err}"
     );
+    // What a run killed after its checkpoint had logged further: the resumed run rewinds it.
+    let parts = std::fs::read_dir(dir.path().join("runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("parts")
+        })
+        .unwrap();
+    for (file, junk) in [
+        ("metrics.csv", "1.0,99,lost/after_checkpoint,0.5\n"),
+        ("metrics.jsonl", "{\"step\":99}\n"),
+    ] {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(parts.join(file))
+            .unwrap();
+        std::io::Write::write_all(&mut f, junk.as_bytes()).unwrap();
+    }
     let resumed = train(&config, options("parts")).unwrap();
     assert_eq!(resumed.resumed_after, Some(1));
     assert_eq!(resumed.epochs_run, 2);
@@ -279,6 +301,24 @@ fn an_interrupted_run_resumes_to_the_uninterrupted_result() {
         h.records.iter().map(|r| r.epoch).collect::<Vec<_>>(),
         vec![0, 1, 2, 3]
     );
+    // and the local log holds every row once: the same (step, name) rows as the whole run's
+    let rows = |run: &Path| {
+        let mut r: Vec<(u64, String)> = oml_logging::local::read_metrics_csv(run)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.step, r.name))
+            .collect();
+        r.sort();
+        r
+    };
+    assert_eq!(rows(&resumed.run_dir), rows(&whole.run_dir));
+    let jsonl = |run: &Path| {
+        std::fs::read_to_string(run.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!(jsonl(&resumed.run_dir), jsonl(&whole.run_dir));
     // Bit-identical on the CPU backends. On wgpu the resumed epochs drift from the
     // uninterrupted run (lavapipe: head weights ~1e-3 apart after one epoch; docs/backends.md),
     // so there only the bookkeeping above is checked.

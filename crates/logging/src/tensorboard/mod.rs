@@ -141,11 +141,6 @@ impl TensorBoardLogger {
         check_tag(tag)?;
         self.write_values(step, &[proto::text_value(tag, text)])
     }
-
-    /// Pushes buffered records to the file now.
-    pub fn flush(&mut self) -> Result<(), LoggerError> {
-        self.file.flush()
-    }
 }
 
 fn check_tag(tag: &str) -> Result<(), LoggerError> {
@@ -202,6 +197,11 @@ impl PipelineLogger for TensorBoardLogger {
             &figure.png,
         );
         self.write_values(step, &[v])
+    }
+
+    /// Pushes buffered records to the event file now.
+    fn flush(&mut self) -> Result<(), LoggerError> {
+        self.file.flush()
     }
 
     fn finish(&mut self, _status: RunStatus) -> Result<(), LoggerError> {

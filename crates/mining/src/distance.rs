@@ -29,6 +29,11 @@ pub fn cdist(x: Tensor<2>, y: Tensor<2>) -> Tensor<2> {
     safe_sqrt(sq)
 }
 
+/// [`safe_sqrt`] of one host value: 0 below the floor.
+pub(crate) fn host_safe_sqrt(sq: f32) -> f32 {
+    if (sq as f64) < SQ_EPS { 0.0 } else { sq.sqrt() }
+}
+
 /// `sqrt` with exact zeros (and zero gradients) below the floor.
 fn safe_sqrt<const D: usize>(sq: Tensor<D>) -> Tensor<D> {
     let tiny = sq.clone().lower_elem(SQ_EPS);
@@ -92,9 +97,30 @@ pub(crate) fn host_self_distances(x: &Tensor<2>) -> Vec<f32> {
     host_self_cdist(&host_f32(x), b, d)
 }
 
+/// `Σ (a_k − b_k)²` (`Σ a_k²` when `b` is empty), summed in 16 lanes so that it vectorises
+/// (a single running `f32` sum cannot be reordered by the compiler).
+pub(crate) fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0.0f32; LANES];
+    let diff = |k: usize| if b.is_empty() { a[k] } else { a[k] - b[k] };
+    let full = a.len() / LANES * LANES;
+    for base in (0..full).step_by(LANES) {
+        for (l, s) in acc.iter_mut().enumerate() {
+            let v = diff(base + l);
+            *s += v * v;
+        }
+    }
+    let mut tail = 0.0f32;
+    for k in full..a.len() {
+        let v = diff(k);
+        tail += v * v;
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 /// [`self_cdist`] of `b` row-major rows of dimension `d` on the host.
-fn host_self_cdist(x: &[f32], b: usize, d: usize) -> Vec<f32> {
-    let safe_sqrt = |sq: f32| if (sq as f64) < SQ_EPS { 0.0 } else { sq.sqrt() };
+pub(crate) fn host_self_cdist(x: &[f32], b: usize, d: usize) -> Vec<f32> {
+    let safe_sqrt = host_safe_sqrt;
     let row = |i: usize| &x[i * d..(i + 1) * d];
     let mut out = vec![0.0f32; b * b];
     if b <= CDIST_MM_THRESHOLD {
@@ -110,7 +136,7 @@ fn host_self_cdist(x: &[f32], b: usize, d: usize) -> Vec<f32> {
         }
         return out;
     }
-    let norms: Vec<f32> = (0..b).map(|i| row(i).iter().map(|v| v * v).sum()).collect();
+    let norms: Vec<f32> = (0..b).map(|i| squared_distance(row(i), &[])).collect();
     if cpu::matmul_nt(x, x, d, &mut out).is_err() {
         // Unreachable: `x` is the `[b, d]` tensor's own data and `out` is `b × b`.
         return vec![f32::NAN; b * b];

@@ -9,8 +9,11 @@ use oml_interfaces::{
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 
-use crate::distance::{host_f32, index_tensor, loss_self_cdist, rowwise_distances, scalar_log};
-use crate::miners::{AllTripletsMiner, Miner, all::AnchorLists};
+use crate::distance::{
+    host_f32, host_safe_sqrt, host_self_cdist, index_tensor, loss_self_cdist, rowwise_distances,
+    scalar_log, squared_distance,
+};
+use crate::miners::{AllTripletsMiner, HardTripletsMiner, Miner, all::AnchorLists};
 
 /// Validates OML's `margin is None or margin > 0`.
 pub(crate) fn check_margin(margin: Option<f64>) -> Result<(), LossError> {
@@ -38,6 +41,87 @@ pub fn triplet_values(d_ap: Tensor<1>, d_an: Tensor<1>, margin: Option<f64>) -> 
             relu(x) + neg_abs.exp().log1p()
         }
     }
+}
+
+/// A reduced triplet loss computed on the host: per-triplet distances and values, the reduced
+/// loss and its gradient with respect to the `[B, D]` features.
+struct HostTripletLoss {
+    d_ap: Vec<f32>,
+    d_an: Vec<f32>,
+    values: Vec<f32>,
+    loss: f32,
+    grad: Vec<f32>,
+}
+
+/// The same loss as [`triplet_values`] over [`rowwise_distances`], reduced by `reduction`
+/// (`Mean` or `Sum`), with the gradient autodiff would give: `∂d/∂a = (a − p)/d` (0 where the
+/// distance is floored to 0, as `safe_sqrt`), the margin's `relu'` (0 at 0) or the soft
+/// margin's sigmoid.
+fn host_triplet_loss(
+    x: &[f32],
+    d: usize,
+    tri: &Triplets,
+    margin: Option<f64>,
+    reduction: Reduction,
+) -> HostTripletLoss {
+    let t = tri.len();
+    let scale = match reduction {
+        Reduction::Mean => 1.0 / t as f32,
+        _ => 1.0,
+    };
+    let row = |i: usize| &x[i * d..(i + 1) * d];
+    let dist = |i: usize, j: usize| host_safe_sqrt(squared_distance(row(i), row(j)));
+    let mut out = HostTripletLoss {
+        d_ap: Vec::with_capacity(t),
+        d_an: Vec::with_capacity(t),
+        values: Vec::with_capacity(t),
+        loss: 0.0,
+        grad: vec![0.0; x.len()],
+    };
+    // `grad[i] += c·(x_i − x_j)`, `grad[j] −= c·(x_i − x_j)`
+    let pull = |grad: &mut [f32], i: usize, j: usize, c: f32| {
+        for k in 0..d {
+            let diff = x[i * d + k] - x[j * d + k];
+            grad[i * d + k] += c * diff;
+            grad[j * d + k] -= c * diff;
+        }
+    };
+    let mut sum = 0.0f64;
+    for (a, p, n) in tri.iter() {
+        let (dap, dan) = (dist(a, p), dist(a, n));
+        let (value, slope) = match margin {
+            // as `relu(d_ap + margin − d_an)`, in that order
+            Some(m) => {
+                let z = dap + m as f32 - dan;
+                (z.max(0.0), if z > 0.0 { 1.0 } else { 0.0 })
+            }
+            None => {
+                let z = dap - dan;
+                (
+                    z.max(0.0) + (-z.abs()).exp().ln_1p(),
+                    1.0 / (1.0 + (-z).exp()),
+                )
+            }
+        };
+        let g = scale * slope;
+        if g != 0.0 {
+            if dap > 0.0 {
+                pull(&mut out.grad, a, p, g / dap);
+            }
+            if dan > 0.0 {
+                pull(&mut out.grad, a, n, -g / dan);
+            }
+        }
+        sum += value as f64;
+        out.d_ap.push(dap);
+        out.d_an.push(dan);
+        out.values.push(value);
+    }
+    out.loss = match reduction {
+        Reduction::Mean => (sum / t as f64) as f32,
+        _ => sum as f32,
+    };
+    out
 }
 
 /// `active_tri`, `pos_dist`, `neg_dist` of a set of triplets (detached).
@@ -274,6 +358,49 @@ impl TripletLossWithMiner {
         }
     }
 
+    /// Hard and n-hard mining and their loss on the host, where the CPU fast path applies
+    /// (`oml_interfaces::cpu`) and the loss is reduced to a scalar: the features are read once,
+    /// mined from the host distance matrix, and [`host_triplet_loss`] gives the loss and its
+    /// exact gradient. `None`: the Burn ops path.
+    fn mined_on_host(
+        &self,
+        features: &Tensor<2>,
+        labels: &[i64],
+    ) -> Result<Option<LossOutput>, LossError> {
+        let reduced = matches!(self.reduction, Reduction::Mean | Reduction::Sum);
+        if !reduced || !oml_interfaces::cpu::applies(&features.device()) {
+            return Ok(None);
+        }
+        let [b, d] = features.dims();
+        let x = host_f32(features.clone().without_autodiff());
+        let dist = host_self_cdist(&x, b, d);
+        let tri = match &self.miner {
+            Miner::Hard(_) => HardTripletsMiner::mine_from_distances(&dist, labels)?,
+            Miner::NHard(m) => m.mine_from_distances(&dist, labels, None)?,
+            _ => return Ok(None),
+        };
+        if tri.is_empty() {
+            return Err(MiningError::Empty("the miner returned no triplet".to_string()).into());
+        }
+        let host = host_triplet_loss(&x, d, &tri, self.margin, self.reduction);
+        let device = features.device();
+        let grad = Tensor::<2>::from_data(TensorData::new(host.grad, [b, d]), &device);
+        // value: the host loss; gradient: `grad`, through one product with the features
+        let carrier = (features.clone() * grad).sum();
+        let loss = carrier.clone() - carrier.detach()
+            + Tensor::<1>::from_data(TensorData::new(vec![host.loss], [1]), &device);
+        let logs = if self.need_logs {
+            let t = |v: Vec<f32>| {
+                let n = v.len();
+                Tensor::<1>::from_data(TensorData::new(v, [n]), &device)
+            };
+            triplet_logs(&t(host.values), &t(host.d_ap), &t(host.d_an))
+        } else {
+            BTreeMap::new()
+        };
+        Ok(Some(LossOutput { loss, logs }))
+    }
+
     /// Loss over index triplets of the batch.
     fn loss_from_indices(
         &self,
@@ -460,10 +587,16 @@ impl Criterion for TripletLossWithMiner {
                 self.loss_from_indices(features, &tri, false)
             }
             Miner::Hard(m) => {
+                if let Some(out) = self.mined_on_host(&features, labels)? {
+                    return Ok(out);
+                }
                 let tri = m.mine(&features, labels)?;
                 self.loss_from_indices(features, &tri, false)
             }
             Miner::NHard(m) => {
+                if let Some(out) = self.mined_on_host(&features, labels)? {
+                    return Ok(out);
+                }
                 let tri = m.mine(&features, labels)?;
                 self.loss_from_indices(features, &tri, false)
             }

@@ -44,8 +44,9 @@ impl ImageBatch {
     }
 }
 
-/// Stacks host images into `[B, 3, H, W]`. Images of different sizes (a pipeline without a
-/// fixed output size) are padded at the bottom and right with `pad` up to the largest.
+/// Stacks host images into `[B, 3, H, W]`. The image datasets' `get_many` returns images of
+/// one size (an error names an image of another); images of different sizes put together by
+/// hand are padded at the bottom and right with `pad` up to the largest.
 pub fn stack_images(images: &[&ImageTensor], pad: f32, device: &Device) -> Tensor<4> {
     let h = images.iter().map(|t| t.height).max().unwrap_or(0);
     let w = images.iter().map(|t| t.width).max().unwrap_or(0);

@@ -386,6 +386,40 @@ struct Layout {
     n_fields: usize,
 }
 
+/// 1-based line numbers of byte offsets, for offsets visited in increasing order. The CSV
+/// reader skips blank lines and reports a record's start before them; the line is that of its
+/// first character, as an editor or a spreadsheet numbers it.
+struct LineNumbers<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    line: usize,
+}
+
+impl<'a> LineNumbers<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            pos: 0,
+            line: 1,
+        }
+    }
+
+    /// The line of the first character at or after `offset` that is not a line break.
+    fn line_at(&mut self, offset: usize) -> usize {
+        let mut p = offset.min(self.bytes.len()).max(self.pos);
+        self.line += self.bytes[self.pos..p]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        while let Some(&b) = self.bytes.get(p).filter(|&&b| b == b'\n' || b == b'\r') {
+            self.line += usize::from(b == b'\n');
+            p += 1;
+        }
+        self.pos = p;
+        self.line
+    }
+}
+
 impl Parser {
     fn problem(&mut self, row: usize, column: &str, value: &str, message: impl Into<String>) {
         self.problems.push(Problem {
@@ -396,7 +430,15 @@ impl Parser {
         });
     }
 
-    fn parse(&mut self, reader: impl Read, opts: &ReadOptions) -> Dataframe {
+    fn parse(&mut self, mut reader: impl Read, opts: &ReadOptions) -> Dataframe {
+        // the whole file, to number rows by their line (see `LineNumbers`)
+        let mut bytes = Vec::new();
+        if let Err(e) = reader.read_to_end(&mut bytes) {
+            self.problem(1, "", "", format!("unreadable file: {e}"));
+            return Dataframe::default();
+        }
+        let mut lines = LineNumbers::new(&bytes);
+        let reader = &bytes[..];
         let mut rdr = csv::ReaderBuilder::new()
             .delimiter(opts.delimiter)
             .has_headers(false)
@@ -426,7 +468,12 @@ impl Parser {
 
         let mut rows = Vec::new();
         for (i, rec) in records.enumerate() {
-            let row = i + 2;
+            // the record's line in the file: blank lines, which the reader skips, still count
+            let start = match &rec {
+                Ok(r) => r.position().map(|p| p.byte()),
+                Err(e) => e.position().map(|p| p.byte()),
+            };
+            let row = start.map_or(i + 2, |b| lines.line_at(b as usize));
             match rec {
                 Err(e) => self.problem(row, "", "", format!("unreadable CSV record: {e}")),
                 Ok(rec) => {

@@ -323,6 +323,30 @@ impl ImageBase {
         Ok(img)
     }
 
+    /// The images that cannot be read (decoded, or cropped to their box), checked in parallel,
+    /// in index order; each message names the file and its CSV row.
+    pub fn broken(&self) -> Vec<ImageFailure> {
+        let mut failures: Vec<ImageFailure> = (0..self.len())
+            .into_par_iter()
+            .filter_map(|index| {
+                let e = self.load_rgb(index).err()?;
+                let row = self.rows[index];
+                let message = if row > 0 {
+                    format!("row {row}: {e}")
+                } else {
+                    e.to_string()
+                };
+                Some(ImageFailure {
+                    index,
+                    row,
+                    message,
+                })
+            })
+            .collect();
+        failures.sort_by_key(|f| f.index);
+        failures
+    }
+
     /// Decodes every image into the cache in parallel (up to the cache size); returns the
     /// number of failures.
     pub fn preload(&self) -> usize {
@@ -418,16 +442,52 @@ impl ImageBase {
         })
     }
 
-    /// Items `indices`, decoded and transformed in parallel (rayon), in order.
+    /// Items `indices`, decoded and transformed in parallel (rayon), in order. They form a
+    /// batch, so they must have one size after the transforms ([`Self::check_one_size`]).
     pub fn items_parallel(
         &self,
         indices: &[usize],
         labels: Option<&[i64]>,
     ) -> Result<Vec<ImageItem>, DatasetError> {
-        indices
+        let items: Vec<ImageItem> = indices
             .par_iter()
             .map(|&i| self.item(i, labels.map(|l| l[i])))
-            .collect()
+            .collect::<Result<_, _>>()?;
+        self.check_one_size(items.iter().map(|it| (it.index, &it.image)))?;
+        Ok(items)
+    }
+
+    /// Images of one batch must have one size: stacking images of different sizes would pad
+    /// the smaller ones and change their embeddings (OML's collate refuses them too). The error
+    /// names the first image whose size differs from the batch's first, and the remedy.
+    pub fn check_one_size<'a>(
+        &self,
+        mut images: impl Iterator<Item = (usize, &'a ImageTensor)>,
+    ) -> Result<(), DatasetError> {
+        let Some((first, f)) = images.next() else {
+            return Ok(());
+        };
+        let Some((odd, o)) = images.find(|(_, t)| (t.width, t.height) != (f.width, f.height))
+        else {
+            return Ok(());
+        };
+        let row = self.rows[odd];
+        Err(DatasetError::Other(format!(
+            "{}{}: the image is {}×{} after the transforms, but {} in the same batch is {}×{}: \
+             the images of a batch must have one size; add a resize to the transforms \
+             (e.g. `{{name: norm_resize_torch, args: {{im_size: 224}}}}`)",
+            self.paths[odd].display(),
+            if row > 0 {
+                format!(" (row {row})")
+            } else {
+                String::new()
+            },
+            o.width,
+            o.height,
+            self.paths[first].display(),
+            f.width,
+            f.height
+        )))
     }
 }
 
@@ -725,11 +785,16 @@ impl Dataset<PairItem> for ImagePairDataset {
         self.pair(index).map_err(burn_err)
     }
     fn get_many(&self, indexes: Vec<usize>) -> Result<Vec<PairItem>, BurnDatasetError> {
-        indexes
+        let pairs: Vec<PairItem> = indexes
             .par_iter()
             .map(|&i| self.pair(i))
             .collect::<Result<_, _>>()
-            .map_err(burn_err)
+            .map_err(burn_err)?;
+        let sides = pairs
+            .iter()
+            .flat_map(|p| [(p.ids.0, &p.first), (p.ids.1, &p.second)]);
+        self.base.check_one_size(sides).map_err(burn_err)?;
+        Ok(pairs)
     }
     fn len(&self) -> usize {
         self.pairs.len()
@@ -769,6 +834,47 @@ pub fn retrieval_image_datasets(
         ..read
     };
     let df = read_dataframe(dataset_root.join(dataframe_name), &read)?;
+    split_datasets(df, dataset_root, train, validation)
+}
+
+/// [`retrieval_image_datasets`] without the rows whose image cannot be read (decoded, or
+/// cropped to its box), which are returned (each naming its file and CSV row): the explicit
+/// opt-in of a pipeline's `skip_broken_images`, instead of an error on the first one.
+pub fn retrieval_image_datasets_without_broken(
+    dataset_root: &Path,
+    dataframe_name: &str,
+    train: ImageOptions,
+    validation: ImageOptions,
+    read: ReadOptions,
+) -> Result<(RetrievalDatasets, Vec<ImageFailure>), DatasetError> {
+    let read = ReadOptions {
+        dataset_root: Some(dataset_root.to_path_buf()),
+        ..read
+    };
+    let mut df = read_dataframe(dataset_root.join(dataframe_name), &read)?;
+    let probe_options = ImageOptions {
+        cache_size: 0,
+        ..validation.clone()
+    };
+    let probe = ImageBase::from_rows(&df.rows, Some(dataset_root), df.columns, probe_options)?;
+    let broken = probe.broken();
+    let mut dropped = broken.iter().map(|f| f.index).peekable();
+    let mut i = 0;
+    df.rows.retain(|_| {
+        let keep = dropped.next_if_eq(&i).is_none();
+        i += 1;
+        keep
+    });
+    Ok((split_datasets(df, dataset_root, train, validation)?, broken))
+}
+
+/// The train and validation datasets of a dataframe, labels remapped.
+fn split_datasets(
+    df: Dataframe,
+    dataset_root: &Path,
+    train: ImageOptions,
+    validation: ImageOptions,
+) -> Result<RetrievalDatasets, DatasetError> {
     let (remapped, label_map) = df.remap_labels();
     Ok(RetrievalDatasets {
         train: ImageLabeledDataset::from_dataframe(

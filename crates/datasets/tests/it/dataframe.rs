@@ -389,6 +389,18 @@ fn all_problems_reported_at_once_with_spreadsheet_rows() {
 }
 
 #[test]
+fn rows_after_blank_lines_are_named_by_their_line() {
+    // the reader skips blank lines; a spreadsheet (and the user's editor) still counts them
+    let csv = format!("{HEADER}\n0,a.png,train,,\n\n\n0,b.png,train,,\nx,c.png,train,,\n");
+    assert_eq!(places(&csv), vec![(6, "label".to_string())]);
+    // a quoted field spanning two lines: the next record starts one line later
+    let csv = format!("{HEADER}\n0,\"a\nb.png\",train,,\n0,c.png,trian,,\n");
+    assert_eq!(places(&csv), vec![(4, "split".to_string())]);
+    let df = parse(&format!("{HEADER}\n\n0,a.png,train,,\n")).unwrap();
+    assert_eq!(df.rows[0].row, 3);
+}
+
+#[test]
 fn read_dataframe_names_the_file() {
     let e = oml_datasets::dataframe::read_dataframe("/no/such/df.csv", &ReadOptions::default())
         .unwrap_err();

@@ -385,6 +385,59 @@ fn unreadable_images_stop_only_when_strict() {
     assert!(lenient.get_many(vec![0, 9]).is_err());
 }
 
+/// `skip_broken_images`' library half: the unreadable rows are dropped and returned, each
+/// naming its file and CSV row; without the opt-in they stay and loading them is an error.
+#[test]
+fn broken_images_are_dropped_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["ok.png", "v1.png", "v2.png"] {
+        save(
+            dir.path(),
+            name,
+            image::DynamicImage::ImageLuma8(image::GrayImage::from_pixel(4, 4, image::Luma([9]))),
+        );
+    }
+    std::fs::write(dir.path().join("bad.png"), b"").unwrap();
+    let csv = "label,path,split,is_query,is_gallery\n1,ok.png,train,,\n1,bad.png,train,,\n2,v1.png,validation,True,True\n2,v2.png,validation,True,True\n";
+    std::fs::write(dir.path().join("df.csv"), csv).unwrap();
+    let opts = || ImageOptions {
+        strict: true,
+        ..ImageOptions::with_transforms(Pipeline::preset("norm_resize_torch", Some(8)).unwrap())
+    };
+    let (data, skipped) = oml_datasets::images::retrieval_image_datasets_without_broken(
+        dir.path(),
+        "df.csv",
+        opts(),
+        opts(),
+        ReadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!((data.train.len(), data.validation.len()), (1, 2));
+    assert_eq!(skipped.len(), 1);
+    assert!(
+        skipped[0].row == 3 && skipped[0].message.contains("bad.png"),
+        "{:?}",
+        skipped[0].message
+    );
+    assert!(data.train.get_many(vec![0]).is_ok());
+    let all = oml_datasets::images::retrieval_image_datasets(
+        dir.path(),
+        "df.csv",
+        opts(),
+        opts(),
+        ReadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(all.train.len(), 2);
+    assert!(
+        all.train
+            .get(1)
+            .unwrap_err()
+            .to_string()
+            .contains("bad.png")
+    );
+}
+
 fn fm_dataset(
     n: usize,
     pipeline: Pipeline,
@@ -458,7 +511,7 @@ fn unlabeled_and_pair_datasets() {
 }
 
 #[test]
-fn batcher_pads_mixed_sizes() {
+fn mixed_sizes_are_refused_in_a_batch_and_padded_only_by_hand() {
     let dir = tempfile::tempdir().unwrap();
     save(
         dir.path(),
@@ -472,7 +525,16 @@ fn batcher_pads_mixed_sizes() {
     );
     let b = Arc::new(base(dir.path(), &["a.png", "b.png"], identity(), |_| {}));
     let ds = ImageLabeledDataset::new(b, vec![0, 1]).unwrap();
-    let batch = ImageBatcher { pad: -1.0 }.batch(ds.get_many(vec![0, 1]).unwrap(), &device());
+    // a batch of a data set must have one size: the odd image and the remedy are named
+    let e = ds.get_many(vec![0, 1]).unwrap_err().to_string();
+    assert!(
+        e.contains("b.png") && e.contains("2×4") && e.contains("a.png") && e.contains("resize"),
+        "{e}"
+    );
+    assert_eq!(ds.get_many(vec![1, 1]).unwrap().len(), 2);
+    // items put together by hand are padded
+    let items = vec![ds.get(0).unwrap(), ds.get(1).unwrap()];
+    let batch = ImageBatcher { pad: -1.0 }.batch(items, &device());
     assert_eq!(batch.images.dims(), [2, 3, 4, 3]);
     let v: Vec<f32> = batch
         .images

@@ -301,20 +301,21 @@ fn check_matrix(what: &str, data: &[f32], dim: usize) -> Result<usize, Retrieval
         )));
     }
     for (r, row) in data.chunks_exact(dim).enumerate() {
-        if let Some(c) = row.iter().position(|x| !x.is_finite()) {
-            return Err(invalid(format!(
-                "{what}: row {r}, column {c} is {} (not finite)",
-                row[c]
-            )));
-        }
-        let n: f32 = row.iter().map(|x| x * x).sum();
-        if !n.is_finite() {
-            return Err(invalid(format!(
-                "{what}: row {r} is too large for f32 distances (its squared norm overflows)"
-            )));
+        if let Some(problem) = row_problem(row) {
+            return Err(invalid(format!("{what}: row {r}, {problem}")));
         }
     }
     Ok(data.len() / dim)
+}
+
+/// What makes an embedding unusable for the kNN, if anything: a value that is not finite, or
+/// a squared norm that overflows `f32` (its distances would be infinite).
+pub fn row_problem(row: &[f32]) -> Option<String> {
+    if let Some(c) = row.iter().position(|x| !x.is_finite()) {
+        return Some(format!("column {c} is {} (not finite)", row[c]));
+    }
+    let n: f32 = row.iter().map(|x| x * x).sum();
+    (!n.is_finite()).then(|| "its squared norm overflows f32 (too large for distances)".to_string())
 }
 
 fn norms(data: &[f32], dim: usize) -> Vec<f32> {

@@ -87,15 +87,13 @@ pub fn load_eval_data(
     if dim == 0 {
         return Err(invalid(embeddings, "embeddings have dimension 0".into()));
     }
-    if let Some(p) = npy.data.iter().position(|x| !x.is_finite()) {
-        let (r, c) = (p / dim, p % dim);
-        return Err(invalid(
-            embeddings,
-            format!(
-                "row {r} (CSV row {}), column {c} is {}: embeddings must be finite",
-                df.rows[r].row, npy.data[p]
-            ),
-        ));
+    for (r, row) in npy.data.chunks_exact(dim).enumerate() {
+        if let Some(problem) = oml_retrieval::knn::row_problem(row) {
+            return Err(invalid(
+                embeddings,
+                format!("row {r} (0-based; CSV row {}), {problem}", df.rows[r].row),
+            ));
+        }
     }
     let keep: Vec<usize> = (0..rows)
         .filter(|&i| !df.columns.split || df.rows[i].split == split)
@@ -197,6 +195,20 @@ mod tests {
             .to_string();
         assert!(
             msg.contains("row 2") && msg.contains("column 1") && msg.contains("NaN"),
+            "{msg}"
+        );
+        // finite values whose squared norm overflows f32: the file and both row numbers
+        let mut data = vec![0.0f32; 8];
+        data[6] = 2e19;
+        let (_dir, e, d) = files(CSV, &[4, 2], &data);
+        let msg = load_eval_data(&e, &d, Split::Validation)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("e.npy")
+                && msg.contains("row 3 (0-based; CSV row 5)")
+                && msg.contains("squared norm overflows")
+                && msg.matches("e.npy").count() == 1,
             "{msg}"
         );
     }

@@ -158,6 +158,9 @@ pub(crate) fn default_true() -> bool {
 pub(crate) fn default_checkpoint_metric() -> String {
     "OVERALL/cmc/1".to_string()
 }
+pub(crate) fn is_false(b: &bool) -> bool {
+    !*b
+}
 pub(crate) fn default_logs_root() -> PathBuf {
     PathBuf::from("runs")
 }
@@ -196,6 +199,12 @@ pub struct TrainConfig {
     /// Print the dataframe's warnings.
     #[serde(default = "default_true")]
     pub show_dataset_warnings: bool,
+    /// Drop the rows whose image cannot be read (decoded, or cropped to its box) before
+    /// training, printing how many and which; without it (the default) such an image stops the
+    /// run with an error naming it. Not written when false, so older configs keep their
+    /// fingerprint.
+    #[serde(default, skip_serializing_if = "crate::config::is_false")]
+    pub skip_broken_images: bool,
     /// Data-loading threads.
     #[serde(default)]
     pub num_workers: usize,

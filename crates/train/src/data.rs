@@ -267,7 +267,9 @@ pub fn embed_dataset<E: Extractor>(
             b.inc(n as u64);
         }
     }
-    Ok(Embeddings { rows, dim, data })
+    let emb = Embeddings { rows, dim, data };
+    emb.check_finite()?;
+    Ok(emb)
 }
 
 /// OML's worst-queries figures: for each `(metric, k)`, the `n` worst queries by its per-query

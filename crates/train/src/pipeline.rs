@@ -10,9 +10,16 @@
 //! 4. [`Session::fit`]: Burn's `SupervisedTraining` over the P×K loader, validating with the
 //!    pipeline's scorer every `valid_period` epochs;
 //! 5. [`Session::export`]: `last.bpk`, `best.bpk`, `metrics.json`, the finished state.
+//!
+//! `oml validate` and `oml predict` take the first steps of the same skeleton: [`Inference::check`]
+//! (the shared keys, the devices, the extractor section) before any data is read, the data read
+//! with [`image_options`] (and [`prepare`] when asked), then [`Inference::embed`]; each supplies
+//! only what it does with the rows. `oml eval` starts from embeddings on disk
+//! ([`crate::eval`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use burn::data::dataloader::DataLoader;
 use burn::data::dataloader::batcher::Batcher;
@@ -25,18 +32,21 @@ use oml_datasets::batch::{ImageBatch, ImageBatcher};
 use oml_datasets::dataframe::ReadOptions;
 use oml_datasets::images::{
     ImageItem, ImageLabeledDataset, ImageOptions, ImageQueryGalleryLabeledDataset,
-    RetrievalDatasets, retrieval_image_datasets,
+    RetrievalDatasets, retrieval_image_datasets, retrieval_image_datasets_without_broken,
 };
 use oml_datasets::transforms::Pipeline as Transforms;
 use oml_interfaces::{
     BaseDataset, BatchSampler, MetricsReport, PipelineLogger, QueryGalleryDataset, RgbImage,
 };
 use oml_logging::{LoggerConfig, SharedLogger};
+use oml_models::ExtractorConfig;
 use oml_sampling::PkDataLoader;
 use serde_json::Value;
 
-use crate::config::{Mode, NamedArgs, PrepareData, Scheduling, resolve};
-use crate::data::{MetricArgs, prepare_data};
+use crate::config::{
+    ExtractorSection, Mode, NamedArgs, PrepareData, RunOptions, Scheduling, resolve,
+};
+use crate::data::{MetricArgs, embed_dataset, prepare_data};
 use crate::error::TrainError;
 use crate::history::{EpochRecord, History};
 use crate::loaders::{ChunkLoader, EpochTagged, EveryNthEpoch, MakeBatch, ToTrainBatch};
@@ -44,8 +54,8 @@ use crate::model::{EmbeddingOutput, StepGuard, StepOutput};
 use crate::optim::{build_optimizer, build_scheduler};
 use crate::progress::Console;
 use crate::runner::{
-    FitContext, RunFolder, TrainOptions, finish, fit, load_epoch, load_history, lock, log_report,
-    mark_logs, open_config_run, stop_after, write_json,
+    FitContext, RunFolder, SaveWeights, TrainOptions, finish, fit, load_epoch, load_history, lock,
+    log_marks_path, log_report, mark_logs, open_config_run, stop_after, write_json,
 };
 use crate::validation::{Embeddings, OnEpoch, ValidationHub, summary_line};
 
@@ -92,6 +102,7 @@ pub(crate) struct Common<'a> {
     pub dataframe_name: &'a str,
     pub prepare_data: Option<&'a PrepareData>,
     pub show_dataset_warnings: bool,
+    pub skip_broken_images: bool,
     pub cache_size: usize,
     pub num_workers: usize,
     pub max_epochs: usize,
@@ -124,6 +135,7 @@ macro_rules! common_keys {
                     dataframe_name: &self.dataframe_name,
                     prepare_data: self.prepare_data.as_ref(),
                     show_dataset_warnings: self.show_dataset_warnings,
+                    skip_broken_images: self.skip_broken_images,
                     cache_size: self.cache_size,
                     num_workers: self.num_workers,
                     max_epochs: self.max_epochs,
@@ -161,6 +173,122 @@ pub(crate) fn check_freeze(
     Ok(())
 }
 
+/// Only float32 runs (OML's `precision: 32`).
+pub(crate) fn check_precision(precision: u32) -> Result<(), TrainError> {
+    if precision != 32 {
+        return Err(TrainError::config(
+            "precision",
+            format!("only 32 (float32) is supported, got {precision}"),
+        ));
+    }
+    Ok(())
+}
+
+/// How every pipeline reads images: a broken image is an error naming its file and row, never
+/// a blank stand-in (OML's validation and prediction pipelines fail on one too).
+pub(crate) fn image_options(transforms: Transforms, cache_size: usize, seed: u64) -> ImageOptions {
+    ImageOptions {
+        transforms: Arc::new(transforms),
+        cache_size,
+        strict: true,
+        seed,
+    }
+}
+
+/// Prepares the data set (`prepare_data`) when asked and missing.
+pub(crate) fn prepare(
+    prep: Option<&PrepareData>,
+    root: &Path,
+    dataframe_name: &str,
+    console: &Console,
+) -> Result<(), TrainError> {
+    let Some(prep) = prep else {
+        return Ok(());
+    };
+    let spinner = console.spinner("preparing data");
+    let msg = prepare_data(prep, root, dataframe_name, "prepare_data");
+    spinner.finish_and_clear();
+    if let Some(m) = msg? {
+        console.line(m);
+    }
+    Ok(())
+}
+
+/// An output folder (`key`) must be a folder or not exist yet: checked before any work, so a
+/// file in its place is named at once, not after the embedding as "File exists".
+pub(crate) fn check_output_dir(dir: &Path, key: &str) -> Result<(), TrainError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(TrainError::config(
+            key,
+            format!("`{}` is a file, not a folder", dir.display()),
+        ));
+    }
+    Ok(())
+}
+
+/// The keys `oml validate` and `oml predict` share, borrowed from their configs.
+pub(crate) struct InferenceKeys<'a> {
+    pub precision: u32,
+    pub accelerator: Option<&'a str>,
+    pub devices: Option<usize>,
+    pub cpu_fast_path: Option<bool>,
+    pub extractor: &'a ExtractorSection,
+    /// The batch size's key and value.
+    pub batch_size: (&'static str, usize),
+    pub seed: u64,
+}
+
+/// The inference pipelines' skeleton: keys, device and extractor section checked before any
+/// data is read; then the extractor built and every item embedded.
+pub(crate) struct Inference {
+    pub device: Device,
+    extractor: ExtractorConfig,
+    batch_size: usize,
+    seed: u64,
+}
+
+impl Inference {
+    /// Checks the shared keys, selects the device and parses the extractor section.
+    pub fn check(k: InferenceKeys<'_>, opts: &RunOptions) -> Result<Self, TrainError> {
+        check_precision(k.precision)?;
+        let (key, batch_size) = k.batch_size;
+        if batch_size == 0 {
+            return Err(TrainError::config(key, "must be at least 1"));
+        }
+        let mut devices = select_devices(
+            opts.device.as_deref(),
+            k.accelerator,
+            k.devices,
+            k.cpu_fast_path,
+        )?;
+        Ok(Self {
+            device: devices.swap_remove(0),
+            extractor: crate::extractor::parse(k.extractor, "extractor")?,
+            batch_size,
+            seed: k.seed,
+        })
+    }
+
+    /// Builds the extractor (weights loaded; random ones seeded and warned about) and embeds
+    /// every item of `ds` in order, with a progress bar; returns the rows and the seconds spent.
+    pub fn embed(
+        &self,
+        ds: &(dyn Dataset<ImageItem> + '_),
+        console: &Console,
+    ) -> Result<(Embeddings, f64), TrainError> {
+        if self.extractor.weights().is_none() {
+            console.line("warning: the extractor has no `weights`: its weights are random");
+        }
+        self.device.seed(self.seed);
+        let extractor = self.extractor.build(&self.device)?.valid();
+        let t0 = Instant::now();
+        let bar = console.bar(ds.len() as u64, "embed");
+        let rows = embed_dataset(&extractor, ds, self.batch_size, &self.device, Some(&bar));
+        bar.finish_and_clear();
+        Ok((rows?, t0.elapsed().as_secs_f64()))
+    }
+}
+
 /// At most this many data-loading threads (`num_workers`).
 const MAX_WORKERS: usize = 256;
 
@@ -179,12 +307,7 @@ pub(crate) struct Plan {
 impl Plan {
     /// Checks the shared keys and parses the shared sections; selects the devices.
     pub fn check(c: &Common<'_>, opts: &TrainOptions) -> Result<Self, TrainError> {
-        if c.precision != 32 {
-            return Err(TrainError::config(
-                "precision",
-                format!("only 32 (float32) is supported, got {}", c.precision),
-            ));
-        }
+        check_precision(c.precision)?;
         for (key, value) in [
             ("max_epochs", c.max_epochs),
             ("valid_period", c.valid_period),
@@ -248,28 +371,31 @@ impl Plan {
         validation: Transforms,
         console: &Console,
     ) -> Result<RetrievalDatasets, TrainError> {
-        if let Some(prep) = c.prepare_data {
-            let spinner = console.spinner("preparing data");
-            let msg = prepare_data(prep, &self.root, c.dataframe_name, "prepare_data");
-            spinner.finish_and_clear();
-            if let Some(m) = msg? {
-                console.line(m);
+        prepare(c.prepare_data, &self.root, c.dataframe_name, console)?;
+        let options = |t| image_options(t, c.cache_size, c.seed);
+        let (train, validation) = (options(train), options(validation));
+        let read = ReadOptions::default();
+        let data = if c.skip_broken_images {
+            let (data, skipped) = retrieval_image_datasets_without_broken(
+                &self.root,
+                c.dataframe_name,
+                train,
+                validation,
+                read,
+            )?;
+            if !skipped.is_empty() {
+                console.line(format!(
+                    "skipped {} broken image(s) (skip_broken_images: true):",
+                    skipped.len()
+                ));
+                for f in &skipped {
+                    console.line(format!("  {}", f.message));
+                }
             }
-        }
-        let options = |t| ImageOptions {
-            transforms: Arc::new(t),
-            cache_size: c.cache_size,
-            // a broken image is an error naming its file and row, never a blank stand-in
-            strict: true,
-            seed: c.seed,
+            data
+        } else {
+            retrieval_image_datasets(&self.root, c.dataframe_name, train, validation, read)?
         };
-        let data = retrieval_image_datasets(
-            &self.root,
-            c.dataframe_name,
-            options(train),
-            options(validation),
-            ReadOptions::default(),
-        )?;
         if c.show_dataset_warnings {
             for w in &data.dataframe.warnings {
                 console.line(format!("warning: {w}"));
@@ -470,8 +596,9 @@ impl Session {
         }
         self.recorder.record(0, label, &compute()?)?;
         // epoch 0's logs, for a run killed before its first checkpoint to rewind to
-        mark_logs(&self.recorder.logger, &self.run.path, &self.run.ckpt_dir, 0)
-            .map_err(|e| TrainError::io(&self.run.ckpt_dir, e))
+        let marks = log_marks_path(&self.run.ckpt_dir, 0);
+        mark_logs(&self.recorder.logger, &self.run.path, &marks)
+            .map_err(|e| TrainError::io(&marks, e))
     }
 
     /// Trains `model` with Burn's `SupervisedTraining` from the resume point to `max_epochs`,
@@ -486,6 +613,7 @@ impl Session {
         batches_per_epoch: usize,
         loss_name: &str,
         validation: Validation<V>,
+        save: SaveWeights<M>,
     ) -> Result<usize, TrainError>
     where
         M: LearnerModel
@@ -540,6 +668,7 @@ impl Session {
             console: self.console.clone(),
             loss_name: loss_name.to_string(),
             batches_per_epoch,
+            save,
         };
         fit(
             ctx,
@@ -571,7 +700,7 @@ impl Session {
         match best {
             Some(b)
                 if b.epoch != last_epoch
-                    && crate::checkpoint::checkpoint_path(ckpt_dir, "model", b.epoch).is_file() =>
+                    && crate::checkpoint::record_path(ckpt_dir, "model", b.epoch).is_file() =>
             {
                 save(&load_epoch(model, ckpt_dir, b.epoch)?, &best_checkpoint)?
             }

@@ -45,7 +45,7 @@ use crate::model::{EmbeddingOutput, StepGuard, StepOutput};
 use crate::pipeline::{Common, Plan, Scorer, Session, Validation, check_freeze, common_keys};
 use crate::predict::write_npy_f32;
 use crate::rundir::fingerprint;
-use crate::runner::lock;
+use crate::runner::{SaveWeights, lock};
 use crate::train::TrainOptions;
 use crate::validation::Embeddings;
 
@@ -85,6 +85,12 @@ pub struct PostprocessorConfig {
     /// Print the dataframe's warnings.
     #[serde(default = "crate::config::default_true")]
     pub show_dataset_warnings: bool,
+    /// Drop the rows whose image cannot be read (decoded, or cropped to its box) before
+    /// training, printing how many and which; without it (the default) such an image stops the
+    /// run with an error naming it. Not written when false, so older configs keep their
+    /// fingerprint.
+    #[serde(default, skip_serializing_if = "crate::config::is_false")]
+    pub skip_broken_images: bool,
     /// Data-loading threads.
     #[serde(default)]
     pub num_workers: usize,
@@ -385,22 +391,40 @@ pub struct PostprocessorOutcome {
     pub epochs_run: usize,
 }
 
+/// The embeddings of `rows` items from the cache folder when it holds them (written by an
+/// earlier run with the same extractor, transforms and data), else computed and cached. A cache
+/// file that cannot be read, holds another number of rows or values that are not finite is an
+/// error naming it: it was not written by this run's inputs.
 fn embeddings_cached(
     cache: Option<&Path>,
     name: &str,
     hash: &str,
+    rows: usize,
     compute: impl FnOnce() -> Result<Embeddings, TrainError>,
 ) -> Result<Embeddings, TrainError> {
     let Some(dir) = cache else { return compute() };
     let path = dir.join(format!("emb_{name}_{}.npy", &hash[..5.min(hash.len())]));
-    if let Ok(arr) = oml_datasets::npy::read_npy(&path)
-        && let Ok([rows, dim]) = arr.dims2(&path)
-    {
-        return Ok(Embeddings {
+    if path.exists() {
+        let bad = |why: String| {
+            TrainError::io(
+                &path,
+                format!("{why}; delete it to compute the embeddings again (embeddings_cache_dir)"),
+            )
+        };
+        let arr = oml_datasets::npy::read_npy(&path).map_err(|e| bad(e.to_string()))?;
+        let [n, dim] = arr.dims2(&path).map_err(|e| bad(e.to_string()))?;
+        if n != rows || dim == 0 {
+            return Err(bad(format!(
+                "the cache holds {n} embeddings of dimension {dim}, the {name} split has {rows} items"
+            )));
+        }
+        let emb = Embeddings {
             rows,
             dim,
             data: arr.data,
-        });
+        };
+        emb.check_finite().map_err(|e| bad(e.to_string()))?;
+        return Ok(emb);
     }
     let e = compute()?;
     std::fs::create_dir_all(dir).map_err(|err| TrainError::io(dir, err))?;
@@ -493,10 +517,18 @@ fn frozen_embeddings(
             Some(&bar),
         )
     };
-    let train = embeddings_cached(cache.as_deref(), "train", &hash, || embed(&data.train));
+    let train = embeddings_cached(cache.as_deref(), "train", &hash, data.train.len(), || {
+        embed(&data.train)
+    });
     let val = train.and_then(|t| {
-        embeddings_cached(cache.as_deref(), "val", &hash, || embed(&data.validation))
-            .map(|v| (t, v))
+        embeddings_cached(
+            cache.as_deref(),
+            "val",
+            &hash,
+            data.validation.len(),
+            || embed(&data.validation),
+        )
+        .map(|v| (t, v))
     });
     bar.finish_and_clear();
     val
@@ -755,6 +787,11 @@ pub fn train_postprocessor(
         score: rerank_scorer(&source, meta, mconfig, figures, top_n, device),
         make: source.batches(),
     };
+    let section = sections.reranker.pairwise_model.clone();
+    let save: SaveWeights<PairwiseLearner<AnyPairwise>> =
+        Arc::new(move |m: &PairwiseLearner<AnyPairwise>, path: &Path| {
+            save_pairwise(m, &section, path)
+        });
     let epochs_run = session.fit(
         model.clone(),
         plan.optimizer,
@@ -763,19 +800,15 @@ pub fn train_postprocessor(
         batches_per_epoch,
         "bce",
         validation,
+        save.clone(),
     )?;
 
-    let pairwise_section = &sections.reranker.pairwise_model;
-    let out = session.export(
-        &model,
-        |m, path| save_pairwise(m, pairwise_section, path),
-        |_| {
-            Err(TrainError::Training(format!(
-                "the validation of epoch {} is missing; run the command again",
-                config.max_epochs
-            )))
-        },
-    )?;
+    let out = session.export(&model, &*save, |_| {
+        Err(TrainError::Training(format!(
+            "the validation of epoch {} is missing; run the command again",
+            config.max_epochs
+        )))
+    })?;
     Ok(PostprocessorOutcome {
         run_dir: session.run.path.clone(),
         initial: plain.report,

@@ -4,18 +4,15 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
-use burn::prelude::*;
-use oml_datasets::images::{ImageBase, ImageOptions, ImageQueryGalleryDataset};
+use oml_datasets::images::{ImageBase, ImageQueryGalleryDataset};
 use oml_interfaces::ExtraData;
 
 use crate::checkpoint::write_atomic;
 use crate::config::{PredictConfig, resolve};
-use crate::data::{embed_dataset, transforms};
+use crate::data::transforms;
 use crate::error::TrainError;
-use crate::extractor;
-use crate::pipeline::select_devices;
+use crate::pipeline::{Inference, InferenceKeys, check_output_dir, image_options};
 
 /// Image extensions `oml predict` reads (as OML's `IMAGE_EXTENSIONS`, case-insensitive).
 pub const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
@@ -90,25 +87,21 @@ pub fn write_npy_f32(path: &Path, rows: usize, dim: usize, data: &[f32]) -> Resu
 /// Runs `oml predict`.
 pub fn predict(config: &PredictConfig, opts: PredictOptions) -> Result<PredictOutcome, TrainError> {
     let console = &opts.console;
-    if config.precision != 32 {
-        return Err(TrainError::config(
-            "precision",
-            format!("only 32 (float32) is supported, got {}", config.precision),
-        ));
-    }
-    if config.bs == 0 {
-        return Err(TrainError::config("bs", "must be at least 1"));
-    }
-    let device = select_devices(
-        opts.device.as_deref(),
-        config.accelerator.as_deref(),
-        config.devices,
-        config.cpu_fast_path,
-    )?
-    .remove(0);
-    let spec = extractor::parse(&config.extractor, "extractor")?;
+    let inference = Inference::check(
+        InferenceKeys {
+            precision: config.precision,
+            accelerator: config.accelerator.as_deref(),
+            devices: config.devices,
+            cpu_fast_path: config.cpu_fast_path,
+            extractor: &config.extractor,
+            batch_size: ("bs", config.bs),
+            seed: 0,
+        },
+        &opts,
+    )?;
     let data_dir = resolve(&opts.base_dir, &config.data_dir);
     let save_dir = resolve(&opts.base_dir, &config.save_dir);
+    check_output_dir(&save_dir, "save_dir")?;
     let paths = find_images(&data_dir)?;
     if paths.is_empty() {
         return Err(TrainError::Data(format!(
@@ -122,28 +115,16 @@ pub fn predict(config: &PredictConfig, opts: PredictOptions) -> Result<PredictOu
         "transforms_predict",
         "norm_albu",
     )?;
-    // OML's prediction pipeline fails on a broken image: strict
-    let options = ImageOptions {
-        transforms: Arc::new(t),
-        cache_size: 0,
-        strict: true,
-        seed: 0,
-    };
-    let base = ImageBase::new(paths.clone(), None, None, ExtraData::default(), options)
-        .map_err(|e| TrainError::Data(e.to_string()))?;
+    let base = ImageBase::new(
+        paths.clone(),
+        None,
+        None,
+        ExtraData::default(),
+        image_options(t, 0, 0),
+    )
+    .map_err(|e| TrainError::Data(e.to_string()))?;
     let ds = ImageQueryGalleryDataset::all_vs_all(Arc::new(base));
-    if spec.weights().is_none() {
-        console.line(
-            "warning: the extractor has no `weights`: embedding with randomly initialised weights",
-        );
-    }
-    let extractor = spec.build(&device)?.valid();
-    let t0 = Instant::now();
-    let bar = console.bar(paths.len() as u64, "embed");
-    let emb = embed_dataset(&extractor, &ds, config.bs, &device, Some(&bar));
-    bar.finish_and_clear();
-    let emb = emb?;
-    let seconds = t0.elapsed().as_secs_f64();
+    let (emb, seconds) = inference.embed(&ds, console)?;
 
     std::fs::create_dir_all(&save_dir).map_err(|e| TrainError::io(&save_dir, e))?;
     let embeddings_path = save_dir.join("embeddings.npy");

@@ -18,8 +18,8 @@ use oml_interfaces::{MetricsReport, PipelineLogger, RgbImage, RunStatus};
 use oml_logging::{LearnerBridge, SharedLogger};
 
 use crate::checkpoint::{
-    AtomicFileCheckpointer, KeepLastAndBest, checkpoint_path, complete_epochs, last_complete_epoch,
-    write_atomic,
+    EpochStore, EveryEpoch, LOG_MARKS_FILE, StageExtras, WEIGHTS_FILE, discard_partial, epoch_dir,
+    last_complete_epoch, migrate_flat_layout, record_path, write_atomic,
 };
 use crate::error::TrainError;
 use crate::history::History;
@@ -149,6 +149,10 @@ pub(crate) fn open_run(
     let ckpt_dir = path.join("checkpoints");
     std::fs::create_dir_all(&ckpt_dir).map_err(|e| TrainError::io(&ckpt_dir, e))?;
     let resume_epoch = if choice.resume {
+        // what a kill left half-written is never resumed from
+        migrate_flat_layout(&ckpt_dir)
+            .and_then(|()| discard_partial(&ckpt_dir))
+            .map_err(|e| TrainError::io(&ckpt_dir, e))?;
         last_complete_epoch(&ckpt_dir)
     } else {
         None
@@ -192,18 +196,17 @@ const APPEND_ONLY_LOGS: [&str; 2] = [
     oml_logging::local::METRICS_JSONL,
 ];
 
-/// `<ckpt_dir>/logs-<epoch>.json`: the append-only logs' lengths when `epoch` was checkpointed.
-fn log_marks_path(ckpt_dir: &Path, epoch: usize) -> PathBuf {
-    ckpt_dir.join(format!("logs-{epoch}.json"))
+/// The file recording the append-only logs' lengths when `epoch` was checkpointed.
+pub(crate) fn log_marks_path(ckpt_dir: &Path, epoch: usize) -> PathBuf {
+    epoch_dir(ckpt_dir, epoch).join(LOG_MARKS_FILE)
 }
 
-/// Flushes the loggers and records the append-only logs' lengths as of `epoch`'s checkpoint.
-/// A logger that cannot flush does not stop training (its rows arrive later, or never).
+/// Flushes the loggers and writes the append-only logs' lengths to `marks`. A logger that
+/// cannot flush does not stop training (its rows arrive later, or never).
 pub(crate) fn mark_logs(
     logger: &SharedLogger,
     run_dir: &Path,
-    ckpt_dir: &Path,
-    epoch: usize,
+    marks: &Path,
 ) -> std::io::Result<()> {
     let _ = logger.clone().flush();
     let lengths: std::collections::BTreeMap<&str, u64> = APPEND_ONLY_LOGS
@@ -211,29 +214,7 @@ pub(crate) fn mark_logs(
         .filter_map(|name| Some((*name, std::fs::metadata(run_dir.join(name)).ok()?.len())))
         .collect();
     let bytes = serde_json::to_vec(&lengths).map_err(std::io::Error::other)?;
-    write_atomic(&log_marks_path(ckpt_dir, epoch), &bytes)?;
-    prune_log_marks(ckpt_dir, epoch);
-    Ok(())
-}
-
-/// Removes the marks of epochs whose checkpoints were rotated away (epoch 0's and `keep`'s stay).
-fn prune_log_marks(ckpt_dir: &Path, keep: usize) {
-    let Ok(entries) = std::fs::read_dir(ckpt_dir) else {
-        return;
-    };
-    for old in entries.flatten() {
-        let name = old.file_name().to_string_lossy().into_owned();
-        let Some(k) = name
-            .strip_prefix("logs-")
-            .and_then(|n| n.strip_suffix(".json"))
-            .and_then(|n| n.parse::<usize>().ok())
-        else {
-            continue;
-        };
-        if k != 0 && k != keep && !checkpoint_path(ckpt_dir, "model", k).is_file() {
-            let _ = std::fs::remove_file(old.path());
-        }
-    }
+    write_atomic(marks, &bytes)
 }
 
 /// Cuts the append-only logs back to their lengths at `epoch`'s checkpoint: what a killed run
@@ -315,7 +296,7 @@ pub(crate) fn stop_after(
 }
 
 /// Everything [`fit`] needs besides the model and the data.
-pub(crate) struct FitContext<'a> {
+pub(crate) struct FitContext<'a, M> {
     pub run: &'a RunFolder,
     pub max_epochs: usize,
     pub devices: &'a [Device],
@@ -326,12 +307,36 @@ pub(crate) struct FitContext<'a> {
     pub console: Console,
     pub loss_name: String,
     pub batches_per_epoch: usize,
+    /// Saves the model as `--weights` loads it, into each epoch's folder.
+    pub save: SaveWeights<M>,
+}
+
+/// Saves the pipeline's model as `--weights` loads it (the extractor, or the pairwise model).
+pub(crate) type SaveWeights<M> = Arc<dyn Fn(&M, &Path) -> Result<(), TrainError> + Send + Sync>;
+
+/// What each epoch's folder holds besides the Learner's records: the log marks, and the model
+/// (`weights.bpk`) that `--weights` loads, so even a killed run leaves one.
+fn epoch_extras<M: Module + 'static>(
+    logger: SharedLogger,
+    run_dir: PathBuf,
+    model: &M,
+    save: SaveWeights<M>,
+) -> StageExtras {
+    let template = Mutex::new(model.clone());
+    Arc::new(move |_epoch, record: &ModuleRecord, staging: &Path| {
+        mark_logs(&logger, &run_dir, &staging.join(LOG_MARKS_FILE))?;
+        let model = lock(&template)
+            .clone()
+            .try_load_record(record.clone())
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        save(&model, &staging.join(WEIGHTS_FILE)).map_err(|e| std::io::Error::other(e.to_string()))
+    })
 }
 
 /// Runs Burn's `SupervisedTraining` from the run's resume point to `max_epochs`; returns the
 /// number of epochs completed in this call.
 pub(crate) fn fit<M>(
-    ctx: FitContext<'_>,
+    ctx: FitContext<'_, M>,
     model: M,
     optim: ModuleOptimizer,
     scheduler: ModuleLrScheduler,
@@ -344,7 +349,27 @@ where
 {
     let run = ctx.run;
     let start = run.resume_epoch.unwrap_or(0);
-    let strategy = KeepLastAndBest::new(ctx.history.clone(), complete_epochs(&run.ckpt_dir));
+    let store = Arc::new(
+        EpochStore::new(&run.ckpt_dir, ctx.history.clone())
+            .with_extras(epoch_extras(
+                ctx.logger.clone(),
+                run.path.clone(),
+                &model,
+                ctx.save.clone(),
+            ))
+            .with_on_publish({
+                let (path, hash) = (run.path.clone(), run.hash.clone());
+                Arc::new(move |epoch| {
+                    let state = RunState {
+                        status: Status::Running,
+                        config_hash: hash.clone(),
+                        last_epoch: epoch,
+                    };
+                    write_state(&path, &state).map_err(|e| std::io::Error::other(e.to_string()))
+                })
+            }),
+    );
+    let (model_records, optim_records, scheduler_records) = store.checkpointers();
     let mut training = SupervisedTraining::new(&run.path, train_loader, valid_loader)
         .metric_train_numeric(LossMetric::new())
         .metric_train(StepLogs::new(
@@ -353,16 +378,8 @@ where
             ctx.batches_per_epoch,
         ))
         .metric_valid(RetrievalValidation::new(hub))
-        .with_custom_checkpointers(
-            AtomicFileCheckpointer::new(&run.ckpt_dir, "model").with_before_save({
-                let (logger, run_dir, ckpt_dir) =
-                    (ctx.logger.clone(), run.path.clone(), run.ckpt_dir.clone());
-                Arc::new(move |epoch| mark_logs(&logger, &run_dir, &ckpt_dir, epoch))
-            }),
-            AtomicFileCheckpointer::new(&run.ckpt_dir, "optim"),
-            AtomicFileCheckpointer::new(&run.ckpt_dir, "scheduler"),
-        )
-        .with_checkpointing_strategy(strategy)
+        .with_custom_checkpointers(model_records, optim_records, scheduler_records)
+        .with_checkpointing_strategy(EveryEpoch)
         .num_epochs(ctx.max_epochs)
         .with_interrupter(ctx.interrupter.clone())
         .renderer(Box::new(ProgressRenderer::new(ctx.console.clone())))
@@ -383,6 +400,10 @@ where
     }
     // `train()`: a module built on a plain device gets gradients only once switched to training
     let result = training.launch(Learner::new(model.train(), optim, scheduler));
+    // an epoch whose write failed (or was cut short) leaves nothing behind
+    store
+        .discard_partial()
+        .map_err(|e| TrainError::io(&run.ckpt_dir, e))?;
     let last = last_complete_epoch(&run.ckpt_dir).unwrap_or(0);
     write_state(
         &run.path,
@@ -418,7 +439,7 @@ pub(crate) fn load_epoch<M: Module>(
     ckpt_dir: &Path,
     epoch: usize,
 ) -> Result<M, TrainError> {
-    let path = checkpoint_path(ckpt_dir, "model", epoch);
+    let path = record_path(ckpt_dir, "model", epoch);
     let record = ModuleRecord::load(&path).map_err(|e| TrainError::io(&path, e))?;
     model
         .clone()
@@ -433,7 +454,6 @@ pub(crate) fn finish(
     last_epoch: usize,
 ) -> Result<(), TrainError> {
     let _ = logger.finish(RunStatus::Finished);
-    prune_log_marks(&run.ckpt_dir, last_epoch);
     write_state(
         &run.path,
         &RunState {

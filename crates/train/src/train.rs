@@ -1,7 +1,7 @@
 //! `oml train`: OML's `extractor_training_pipeline` on Burn's `Learner`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,6 +24,7 @@ use crate::loaders::{MakeBatch, ToTrainBatch};
 use crate::model::{InferBatch, MetricLearner, TrainBatch};
 use crate::pipeline::{Plan, Scored, Session, Validation, check_freeze, common_keys};
 use crate::progress::Console;
+use crate::runner::SaveWeights;
 use crate::validation::Embeddings;
 
 pub use crate::pipeline::select_devices;
@@ -71,6 +72,7 @@ pub(crate) struct Validator {
 impl Validator {
     /// Metrics of `emb` (and the worst-queries figures when asked).
     pub fn evaluate(&self, emb: &Embeddings) -> Result<Scored, TrainError> {
+        emb.check_finite()?;
         let e = evaluate(
             &emb.data,
             emb.dim,
@@ -275,6 +277,7 @@ pub fn train(config: &TrainConfig, opts: TrainOptions) -> Result<TrainOutcome, T
         validator.embed_and_evaluate(&model.extractor.valid(), config.bs_val, Some(&console))
     })?;
 
+    let save: SaveWeights<Model> = Arc::new(|m: &Model, path: &Path| Ok(m.extractor.save(path)?));
     let t0 = Instant::now();
     let guard = session.guard.clone();
     let convert: ToTrainBatch<ImageBatch> = Arc::new(move |b: ImageBatch, epoch| {
@@ -306,14 +309,13 @@ pub fn train(config: &TrainConfig, opts: TrainOptions) -> Result<TrainOutcome, T
         batches_per_epoch,
         &criterion_name,
         validation,
+        save.clone(),
     )?;
     let train_seconds = t0.elapsed().as_secs_f64();
 
-    let out = session.export(
-        &model,
-        |m, path| Ok(m.extractor.save(path)?),
-        |m| validator.embed_and_evaluate(&m.extractor.valid(), config.bs_val, None),
-    )?;
+    let out = session.export(&model, &*save, |m| {
+        validator.embed_and_evaluate(&m.extractor.valid(), config.bs_val, None)
+    })?;
     Ok(TrainOutcome {
         run_dir: session.run.path.clone(),
         resumed_after: session.run.resume_epoch,

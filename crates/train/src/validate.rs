@@ -18,12 +18,9 @@ use serde::Deserialize;
 
 use crate::checkpoint::write_atomic;
 use crate::config::{NamedArgs, NamedExt, ValidateConfig, resolve};
-use crate::data::{
-    MetricArgs, embed_dataset, prepare_data, transforms, validation_meta, worst_query_figures,
-};
+use crate::data::{MetricArgs, transforms, validation_meta, worst_query_figures};
 use crate::error::TrainError;
-use crate::extractor;
-use crate::pipeline::select_devices;
+use crate::pipeline::{Inference, InferenceKeys, check_output_dir, image_options, prepare};
 use crate::progress::Console;
 
 /// How to run `oml validate` beyond the config.
@@ -192,62 +189,44 @@ pub fn validate(
     opts: ValidateOptions,
 ) -> Result<ValidateOutcome, TrainError> {
     let console = &opts.console;
-    if config.precision != 32 {
-        return Err(TrainError::config(
-            "precision",
-            format!("only 32 (float32) is supported, got {}", config.precision),
-        ));
+    let inference = Inference::check(
+        InferenceKeys {
+            precision: config.precision,
+            accelerator: config.accelerator.as_deref(),
+            devices: config.devices,
+            cpu_fast_path: config.cpu_fast_path,
+            extractor: &config.extractor,
+            batch_size: ("bs_val", config.bs_val),
+            seed: config.seed,
+        },
+        &opts,
+    )?;
+    let device = inference.device.clone();
+    let save_dir = config.save_dir.as_ref().map(|d| resolve(&opts.base_dir, d));
+    if let Some(dir) = &save_dir {
+        check_output_dir(dir, "save_dir")?;
     }
-    if config.bs_val == 0 {
-        return Err(TrainError::config("bs_val", "must be at least 1"));
-    }
-    let device = select_devices(
-        opts.device.as_deref(),
-        config.accelerator.as_deref(),
-        config.devices,
-        config.cpu_fast_path,
-    )?
-    .remove(0);
-    let spec = extractor::parse(&config.extractor, "extractor")?;
     let metric_args = MetricArgs::parse(&config.metric_args, "metric_args")?;
     let root = resolve(&opts.base_dir, &config.dataset_root);
-    if let Some(prep) = &config.prepare_data
-        && let Some(m) = prepare_data(prep, &root, &config.dataframe_name, "prepare_data")?
-    {
-        console.line(m);
-    }
+    prepare(
+        config.prepare_data.as_ref(),
+        &root,
+        &config.dataframe_name,
+        console,
+    )?;
     let t = transforms(
         config.transforms_val.as_ref(),
         "transforms_val",
         "norm_albu",
     )?;
-    let options = ImageOptions {
-        transforms: Arc::new(t),
-        cache_size: 0,
-        strict: true,
-        seed: config.seed,
-    };
     let ds = Arc::new(validation_dataset(
         &root,
         &config.dataframe_name,
-        options,
+        image_options(t, 0, config.seed),
         console,
         config.show_dataset_warnings,
     )?);
-    if spec.weights().is_none() {
-        console.line(
-            "warning: the extractor has no `weights`: validating randomly initialised weights",
-        );
-    }
-    device.seed(config.seed);
-    let extractor = spec.build(&device)?.valid();
-
-    let t0 = Instant::now();
-    let bar = console.bar(ds.len() as u64, "embed");
-    let emb = embed_dataset(&extractor, ds.as_ref(), config.bs_val, &device, Some(&bar));
-    bar.finish_and_clear();
-    let emb = emb?;
-    let embed_seconds = t0.elapsed().as_secs_f64();
+    let (emb, embed_seconds) = inference.embed(ds.as_ref(), console)?;
 
     let meta = validation_meta(&ds);
     let (query_ids, gallery_ids) = (meta.query_ids(), meta.gallery_ids());
@@ -281,8 +260,7 @@ pub fn validate(
     let metric_seconds = t1.elapsed().as_secs_f64();
 
     let mut written = Vec::new();
-    if let Some(dir) = &config.save_dir {
-        let dir = resolve(&opts.base_dir, dir);
+    if let Some(dir) = save_dir {
         let path = dir.join("metrics.json");
         let json =
             serde_json::to_vec_pretty(&evaluation.report).map_err(|e| TrainError::io(&path, e))?;

@@ -15,6 +15,7 @@ use burn::train::metric::{Metric, MetricMetadata, MetricName, SerializedEntry};
 use oml_interfaces::{MetricsReport, PipelineLogger};
 use oml_metrics::{MetricError, RowCollector};
 
+use crate::error::TrainError;
 use crate::model::{EmbeddingOutput, StepGuard, StepOutput};
 
 /// Embeddings on the host, one row per dataset item.
@@ -29,6 +30,21 @@ pub struct Embeddings {
 }
 
 impl Embeddings {
+    /// Fails on the first row that is not finite: the model's own output, so the cause is its
+    /// weights (a diverged training step, a broken checkpoint), not the data.
+    pub fn check_finite(&self) -> Result<(), TrainError> {
+        let Some(p) = self.data.iter().position(|x| !x.is_finite()) else {
+            return Ok(());
+        };
+        let (item, column) = (p / self.dim.max(1), p % self.dim.max(1));
+        Err(TrainError::ModelOutput(format!(
+            "the embedding of item {item} has {} at column {column}: the model's weights are \
+             probably not finite (a diverged training step: lower the learning rate; or a broken \
+             checkpoint)",
+            self.data[p]
+        )))
+    }
+
     /// Row `i`.
     pub fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.dim..(i + 1) * self.dim]
@@ -262,6 +278,26 @@ impl<L: PipelineLogger + Clone + Send + Sync> Metric for StepLogs<L> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn non_finite_embeddings_blame_the_weights() {
+        let ok = Embeddings {
+            rows: 2,
+            dim: 2,
+            data: vec![0.0, 1.0, 2.0, 3.0],
+        };
+        assert!(ok.check_finite().is_ok());
+        let nan = Embeddings {
+            rows: 2,
+            dim: 2,
+            data: vec![0.0, 1.0, 2.0, f32::NAN],
+        };
+        let msg = nan.check_finite().unwrap_err().to_string();
+        assert!(
+            msg.contains("item 1") && msg.contains("column 1") && msg.contains("weights"),
+            "{msg}"
+        );
+    }
+
     use super::*;
 
     fn emb(rows: &[[f32; 2]]) -> Embeddings {

@@ -442,7 +442,7 @@ fn frozen_epochs_leave_the_backbone_unchanged() {
         "{e}"
     );
     let ckpt = dir.path().join("runs/frozen/checkpoints");
-    let after1 = record_tensors(&ckpt.join("model-1.bpk"));
+    let after1 = record_tensors(&ckpt.join("epoch-1/model.bpk"));
 
     // the initial weights: the pipeline seeds the device right before building the extractor
     let device = oml_interfaces::device::test_device();
@@ -470,9 +470,18 @@ fn frozen_epochs_leave_the_backbone_unchanged() {
         max_diff(&after1[&key("head.weight")], &init["head.weight"]) > 0.0,
         "the head did not train"
     );
+    // the epoch's folder also holds the extractor as `--weights` loads it, and the run's
+    // state names the epoch: what a killed run leaves usable
+    let weights = record_tensors(&ckpt.join("epoch-1/weights.bpk"));
+    for k in ["conv1.weight", "head.weight"] {
+        assert_eq!(max_diff(&weights[k], &after1[&key(k)]), 0.0, "{k}");
+    }
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ckpt.join("../state.json")).unwrap()).unwrap();
+    assert_eq!(state["last_epoch"], 1, "{state}");
 
     train(&config, options("f")).unwrap();
-    let after2 = record_tensors(&ckpt.join("model-2.bpk"));
+    let after2 = record_tensors(&ckpt.join("epoch-2/model.bpk"));
     assert!(
         max_diff(&after2[&key("conv1.weight")], &init["conv1.weight"]) > 0.0,
         "the backbone did not train after unfreezing"
@@ -499,14 +508,14 @@ fn arcface_weights_are_trained_and_checkpointed() {
     )
     .unwrap_err();
     let ckpt = dir.path().join("runs/arc/checkpoints");
-    let w1 = record_tensors(&ckpt.join("model-1.bpk"));
+    let w1 = record_tensors(&ckpt.join("epoch-1/model.bpk"));
     let name = w1
         .keys()
         .find(|k| k.starts_with("criterion."))
         .cloned()
         .expect("the criterion's weights are checkpointed");
     let out = train(&config, options("a")).unwrap();
-    let w2 = record_tensors(&ckpt.join("model-2.bpk"));
+    let w2 = record_tensors(&ckpt.join("epoch-2/model.bpk"));
     assert!(
         max_diff(&w1[&name], &w2[&name]) > 0.0,
         "{name} did not change"
@@ -615,6 +624,26 @@ metric_args: {{cmc_top_k: [1, 3], map_top_k: [3], precision_top_k: [3]}}
         std::fs::read_dir(dir.path().join("cache")).unwrap().count() == 2,
         "train and validation embeddings are cached"
     );
+    // a cache file of other inputs (here: 2 rows) is named, not used, not overwritten
+    let cached = std::fs::read_dir(dir.path().join("cache"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().contains("emb_val"))
+        .unwrap();
+    let bytes = std::fs::read(&cached).unwrap();
+    oml_train::predict::write_npy_f32(&cached, 2, 8, &[0.5; 16]).unwrap();
+    let again: oml_train::postprocessor::PostprocessorConfig =
+        parse_config(&yaml.replace("logs_folder: post", "logs_folder: post2")).unwrap();
+    let e = oml_train::postprocessor::train_postprocessor(&again, options("post"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&cached.display().to_string()) && e.contains("2 embeddings"),
+        "{e}"
+    );
+    assert!(!dir.path().join("runs/post2").exists());
+    std::fs::write(&cached, bytes).unwrap();
     // the projection trained away from its identity initialisation
     let proj = &record_tensors(&out.last_checkpoint)["proj.weight"];
     let eye: Vec<f32> = (0..64)
@@ -649,5 +678,9 @@ fn broken_images_stop_training_naming_the_file() {
             e.contains(&format!("{split_dir}/001.png")) && e.contains("row "),
             "{split_dir}: {e}"
         );
+        // the explicit opt-in trains without the broken row
+        let skip: TrainConfig = parse_config(&format!("{yaml}skip_broken_images: true\n")).unwrap();
+        let out = train(&skip, options("skip")).unwrap_or_else(|e| panic!("{split_dir}: {e}"));
+        assert!(out.last.flatten().iter().all(|(_, v)| v.is_finite()));
     }
 }

@@ -291,6 +291,52 @@ fn output_onto_an_input_is_refused() {
     }
 }
 
+/// `--output` is created with the permissions the umask gives (not the 0600 of a temporary
+/// file), and a symlinked `--output` stays a link: the file it points to gets the report.
+#[cfg(unix)]
+#[test]
+fn the_output_honours_the_umask_and_keeps_a_symlink() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new();
+    let (e, d) = (s.path("e.npy"), s.path("d.csv"));
+    let shell = |output: &Path| {
+        Command::new("sh")
+            .args([
+                "-c",
+                "umask 027; exec \"$0\" eval --embeddings \"$1\" --dataset \"$2\" --output \"$3\"",
+                BIN,
+                e.to_str().unwrap(),
+                d.to_str().unwrap(),
+                output.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+    };
+    let plain = s.path("plain.json");
+    let out = shell(&plain);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::fs::metadata(&plain).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640, "{mode:o}");
+
+    let target = s.path("kept.json");
+    std::fs::write(&target, "old").unwrap();
+    let link = s.path("link.json");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    assert!(shell(&link).status.success());
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&target).unwrap()).unwrap();
+    assert!(report["OVERALL"].is_object(), "{report}");
+}
+
 /// The report on a closed stdout ends quietly (141, no panic); on a full one the error says
 /// it was stdout.
 #[test]

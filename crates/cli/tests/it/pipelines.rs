@@ -398,6 +398,50 @@ fn config_errors_name_the_key_path() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("`tpu`"), "{err}");
+
+    // a bad value inside a registry section's `args` is named by the section and its path
+    let good = std::fs::read_to_string(&config).unwrap();
+    for (from, to, section, key) in [
+        ("margin: 0.2", "margin: big", "criterion", "args.margin"),
+        ("n_labels: 5", "n_labels: -2", "sampler", "args.n_labels"),
+    ] {
+        std::fs::write(&config, good.replace(from, to)).unwrap();
+        let out = Command::new(OML)
+            .args(["train", config.to_str().unwrap()])
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(section) && err.contains(key),
+            "{to}: {err}"
+        );
+    }
+
+    // an output folder that is a file is named before any work
+    let file = dir.join("taken");
+    std::fs::write(&file, "mine").unwrap();
+    let vconfig = dir.join("validate.yaml");
+    std::fs::write(
+        &vconfig,
+        format!(
+            "dataset_root: {}\nsave_dir: {}\nextractor: {{name: small_cnn, args: {{feat_dim: 16, channels: [8, 16, 16]}}}}\n",
+            dir.join("data").display(),
+            file.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(OML)
+        .args(["validate", vconfig.to_str().unwrap()])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("save_dir") && err.contains("is a file"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine");
 }
 
 /// stdout as a pipe whose reading end is already closed (what `| head -1` leaves behind).
@@ -443,5 +487,228 @@ fn closed_or_full_stdout_leaves_the_run_complete() {
         assert_eq!(state["status"], "finished", "{what}");
         assert!(run_dir.join("checkpoints/best.bpk").is_file(), "{what}");
         assert!(run_dir.join("metrics.json").is_file(), "{what}");
+    }
+}
+
+/// The files under `dir` whose names end with `suffix`, recursively.
+fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
+        .map(|e| e.path().to_path_buf())
+        .collect()
+}
+
+fn last_epoch_in_state(run_dir: &Path) -> u64 {
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("state.json")).unwrap()).unwrap();
+    state["last_epoch"].as_u64().unwrap()
+}
+
+#[test]
+fn repeated_kill_9_never_loses_a_complete_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let epochs = 30;
+    // bigger inputs so that epochs take long enough to be killed in
+    let config = train_config(
+        dir,
+        150,
+        epochs,
+        "transforms_train: {name: norm_resize_torch, args: {im_size: 48}}\ntransforms_val: {name: norm_resize_torch, args: {im_size: 48}}\nlogs_folder: kills\n",
+    );
+    let run_dir = dir.join("runs/kills");
+    let ckpt = run_dir.join("checkpoints");
+    // the data are converted once, so every run below starts alike
+    run(
+        &["train", config.to_str().unwrap(), "--stop-after-epoch", "0"],
+        dir,
+    );
+
+    let (mut newest, mut kills, mut validated, mut finished) = (0, 0, false, false);
+    let (mut delay_ms, mut lcg) = (100u64, 42u64);
+    while kills < 12 {
+        let mut child = Command::new(OML)
+            .args(["train", config.to_str().unwrap()])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "oml train failed ({status})");
+            finished = true; // finished before the kill
+            break;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+
+        let complete = complete_epochs(&ckpt);
+        let now = complete.last().copied().unwrap_or(0);
+        eprintln!("kill {kills} after {delay_ms} ms: complete epochs {complete:?}");
+        assert!(
+            now >= newest,
+            "epoch {newest} was complete, now only {complete:?}"
+        );
+        newest = now;
+        // state.json is written right after an epoch is published: never ahead of the disk
+        assert!(last_epoch_in_state(&run_dir) <= now as u64);
+        for e in &complete {
+            for f in ["weights.bpk", "logs.json"] {
+                assert!(
+                    ckpt.join(format!("epoch-{e}/{f}")).is_file(),
+                    "epoch {e}: no {f}"
+                );
+            }
+        }
+        // a killed run leaves weights `oml validate --weights` loads
+        if now > 0 && !validated {
+            let vconfig = dir.join("validate.yaml");
+            std::fs::write(
+                &vconfig,
+                format!(
+                    "dataset_root: {}\nextractor: {{name: small_cnn, args: {{feat_dim: 16, channels: [8, 16, 16]}}}}\nmetric_args: {{cmc_top_k: [1]}}\n",
+                    dir.join("data").display()
+                ),
+            )
+            .unwrap();
+            let weights = ckpt.join(format!("epoch-{now}/weights.bpk"));
+            run(
+                &[
+                    "validate",
+                    vconfig.to_str().unwrap(),
+                    "--weights",
+                    weights.to_str().unwrap(),
+                ],
+                dir,
+            );
+            validated = true;
+        }
+        // kills land at different moments: before, during and after checkpoint writes
+        lcg = lcg
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        delay_ms = 100 + (lcg >> 33) % 700;
+    }
+    assert!(kills > 0, "every run finished before it could be killed");
+    if !finished {
+        let out = run(&["train", config.to_str().unwrap()], dir);
+        assert_eq!(run_folder(&out.stdout), run_dir);
+    }
+    assert!(files_ending(&ckpt, ".partial").is_empty());
+    assert!(files_ending(&ckpt, ".tmp").is_empty());
+    let history: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("history.json")).unwrap()).unwrap();
+    let epochs_seen: Vec<u64> = history["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["epoch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        epochs_seen,
+        (0..=epochs as u64).collect::<Vec<_>>(),
+        "after {kills} kills"
+    );
+    assert_eq!(last_epoch_in_state(&run_dir), epochs as u64);
+    // and the result is an uninterrupted run's
+    let whole = dir.join("whole");
+    run(
+        &[
+            "train",
+            config.to_str().unwrap(),
+            "--run-dir",
+            whole.to_str().unwrap(),
+        ],
+        dir,
+    );
+    assert_close(
+        &read_report(&run_dir.join("metrics.json")),
+        &read_report(&whole.join("metrics.json")),
+        1e-6,
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_full_disk_stops_training_naming_the_file_and_keeps_the_last_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // a model whose records are far larger than any log or figure the run writes
+    let config = train_config(dir, 100, 3, "logs_folder: full\n")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "feat_dim: 16, channels: [8, 16, 16]",
+        "feat_dim: 128, channels: [64, 128, 128]",
+    );
+    std::fs::write(&config, text).unwrap();
+    run(&["train", &config, "--stop-after-epoch", "1"], dir);
+    let run_dir = dir.join("runs/full");
+    let ckpt = run_dir.join("checkpoints");
+    let weights = std::fs::metadata(ckpt.join("epoch-1/weights.bpk"))
+        .unwrap()
+        .len();
+
+    // the disk "fills" at half the model's size: writes past it fail (EFBIG, as ENOSPC would)
+    let limit_kib = weights / 1024 / 2;
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            &format!("trap '' XFSZ; ulimit -f {limit_kib}; exec \"$0\" train \"$1\""),
+            OML,
+            &config,
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "training went on:\n{stderr}");
+    assert!(
+        stderr.contains(&ckpt.join("epoch-2.partial").display().to_string())
+            && stderr.contains(".bpk"),
+        "the error does not name the file:\n{stderr}"
+    );
+    assert!(
+        files_ending(&ckpt, ".partial").is_empty(),
+        "partial epoch left"
+    );
+    assert!(
+        files_ending(&ckpt, ".tmp").is_empty(),
+        "temporary file left"
+    );
+    assert_eq!(complete_epochs(&ckpt), vec![1]);
+    assert_eq!(last_epoch_in_state(&run_dir), 1);
+
+    // with room again, the run resumes after epoch 1 and finishes; its files get the
+    // permissions the umask gives (not a temporary file's 0600)
+    let out = Command::new("sh")
+        .args(["-c", "umask 027; exec \"$0\" train \"$1\"", OML, &config])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("after epoch 1"),
+        "{stdout}"
+    );
+    assert_eq!(complete_epochs(&ckpt).last(), Some(&3));
+    use std::os::unix::fs::PermissionsExt;
+    for f in [
+        "best.bpk",
+        "last.bpk",
+        "epoch-3/weights.bpk",
+        "epoch-3/model.bpk",
+    ] {
+        let mode = std::fs::metadata(ckpt.join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o640, "{f}: {mode:o}");
     }
 }

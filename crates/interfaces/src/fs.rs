@@ -72,7 +72,6 @@ where
     };
     fill_and_rename(file, &guard.path, &target, write).map_err(named)?;
     guard.armed = false;
-    sync_dir(&dir);
     Ok(())
 }
 
@@ -88,7 +87,20 @@ where
         .map_err(io::IntoInnerError::into_error)?;
     file.sync_all()?;
     drop(file);
-    std::fs::rename(tmp, target)
+    move_synced(tmp, target)
+}
+
+/// Renames `from` (a file or a folder) to `to` on the same file system, then syncs the folder of
+/// `to`, so that the new name survives a crash. With the files of a folder written (and synced)
+/// under a temporary name, one call publishes them all at once: the rename is atomic, readers
+/// see the folder whole or not at all. The one rename of the workspace's writers.
+pub fn move_synced(from: &Path, to: &Path) -> io::Result<()> {
+    if from.is_dir() {
+        sync_dir(from);
+    }
+    std::fs::rename(from, to)?;
+    sync_dir(&parent_dir(to));
+    Ok(())
 }
 
 /// Removes the temporary file on drop unless disarmed (after a successful rename).

@@ -107,13 +107,13 @@ pub fn migrate_flat_layout(dir: &Path) -> io::Result<()> {
         let staging = staging_dir(dir, epoch);
         std::fs::create_dir_all(&staging)?;
         for kind in RECORD_KINDS {
-            std::fs::rename(old(kind), staging.join(format!("{kind}.bpk")))?;
+            oml_interfaces::fs::move_synced(&old(kind), &staging.join(format!("{kind}.bpk")))?;
         }
         let marks = dir.join(format!("logs-{epoch}.json"));
         if marks.is_file() {
-            std::fs::rename(marks, staging.join(LOG_MARKS_FILE))?;
+            oml_interfaces::fs::move_synced(&marks, &staging.join(LOG_MARKS_FILE))?;
         }
-        std::fs::rename(&staging, epoch_dir(dir, epoch))?;
+        oml_interfaces::fs::move_synced(&staging, &epoch_dir(dir, epoch))?;
     }
     Ok(())
 }
@@ -230,14 +230,12 @@ impl EpochStore {
 
     /// Renames epoch N's staging folder into place, then removes the epochs no longer kept.
     fn publish(&self, epoch: usize, staging: &Path) -> io::Result<()> {
-        sync_dir(staging);
         let target = epoch_dir(&self.dir, epoch);
         if target.exists() {
             // an epoch trained again after a resume from an older one
             remove_epoch(&self.dir, &target)?;
         }
-        std::fs::rename(staging, &target).map_err(|e| named(&target, e))?;
-        sync_dir(&self.dir);
+        oml_interfaces::fs::move_synced(staging, &target).map_err(|e| named(&target, e))?;
         if let Some(hook) = &self.on_publish {
             hook(epoch)?;
         }
@@ -290,14 +288,8 @@ fn remove_epoch(dir: &Path, epoch_folder: &Path) -> io::Result<()> {
         .unwrap_or_default()
         .to_string_lossy();
     let doomed = dir.join(format!("{name}.removed.partial"));
-    std::fs::rename(epoch_folder, &doomed).map_err(|e| named(epoch_folder, e))?;
+    oml_interfaces::fs::move_synced(epoch_folder, &doomed).map_err(|e| named(epoch_folder, e))?;
     std::fs::remove_dir_all(&doomed).map_err(|e| named(&doomed, e))
-}
-
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
 }
 
 /// `e` with `path` in its message.

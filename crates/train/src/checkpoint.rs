@@ -125,6 +125,9 @@ pub const LOG_MARKS_FILE: &str = "logs.json";
 /// for `--weights`, the log marks), given the model's record.
 pub type StageExtras = Arc<dyn Fn(usize, &ModuleRecord, &Path) -> io::Result<()> + Send + Sync>;
 
+/// The append-only logs' lengths at epoch N's checkpoint, as the bytes of `logs.json`.
+pub type MeasureLogs = Arc<dyn Fn(usize) -> io::Result<Vec<u8>> + Send + Sync>;
+
 /// Runs once epoch N is published (the run's `state.json` records it).
 pub type OnPublish = Arc<dyn Fn(usize) -> io::Result<()> + Send + Sync>;
 
@@ -141,6 +144,7 @@ pub struct EpochStore {
     dir: PathBuf,
     history: Arc<Mutex<History>>,
     extras: Option<StageExtras>,
+    marks: Option<MeasureLogs>,
     on_publish: Option<OnPublish>,
     /// Held while a record is written: the threads take turns, so a failed epoch's staging
     /// folder is never removed under another thread's write.
@@ -154,9 +158,17 @@ impl EpochStore {
             dir: dir.into(),
             history,
             extras: None,
+            marks: None,
             on_publish: None,
             staged: Mutex::default(),
         }
+    }
+
+    /// Records in each epoch's folder (`logs.json`) what `measure` returns when the model
+    /// record reaches its thread, before anything else is done with it.
+    pub fn with_log_marks(mut self, measure: MeasureLogs) -> Self {
+        self.marks = Some(measure);
+        self
     }
 
     /// Writes `extras` into each epoch's folder before its model record.
@@ -313,23 +325,37 @@ fn restore<R: Checkpoint>(dir: &Path, kind: &str, epoch: usize) -> Result<R, Che
         .map_err(CheckpointerError::Record)
 }
 
-fn write_record<R: Checkpoint>(staging: &Path, kind: &str, record: R) -> io::Result<()> {
-    let path = staging.join(format!("{kind}.bpk"));
-    let bytes = record
-        .checkpoint_into_bytes()
-        .map_err(|e| named(&path, io::Error::other(e.to_string())))?;
-    oml_interfaces::fs::write_atomic(&path, &bytes)
+/// A record's bytes, read from the device before the store's lock is taken (on a GPU this is
+/// the slow part, and the three threads do it side by side).
+fn record_bytes<R: Checkpoint>(kind: &str, record: R) -> Result<Vec<u8>, CheckpointerError> {
+    let bytes = record.checkpoint_into_bytes().map_err(|e| {
+        CheckpointerError::IOError(io::Error::other(format!("the {kind} record: {e}")))
+    })?;
+    Ok(bytes.to_vec())
+}
+
+fn write_record(staging: &Path, kind: &str, bytes: &[u8]) -> io::Result<()> {
+    oml_interfaces::fs::write_atomic(&staging.join(format!("{kind}.bpk")), bytes)
 }
 
 impl Checkpointer<ModuleRecord> for ModelRecords {
     fn save(&self, epoch: usize, record: ModuleRecord) -> Result<(), CheckpointerError> {
+        // first, as close to the Learner's hand-over as this thread gets: the logs' lengths
+        let marks = match &self.0.marks {
+            Some(measure) => Some(measure(epoch).map_err(CheckpointerError::IOError)?),
+            None => None,
+        };
+        let bytes = record_bytes("model", record.clone())?;
         let extras = self.0.extras.clone();
         self.0
             .stage(epoch, "model", |staging| {
+                if let Some(marks) = &marks {
+                    oml_interfaces::fs::write_atomic(&staging.join(LOG_MARKS_FILE), marks)?;
+                }
                 if let Some(extras) = &extras {
                     extras(epoch, &record, staging)?;
                 }
-                write_record(staging, "model", record)
+                write_record(staging, "model", &bytes)
             })
             .map_err(CheckpointerError::IOError)
     }
@@ -346,9 +372,10 @@ impl Checkpointer<ModuleRecord> for ModelRecords {
 
 impl<R: Checkpoint> Checkpointer<R> for Records {
     fn save(&self, epoch: usize, record: R) -> Result<(), CheckpointerError> {
+        let bytes = record_bytes(self.kind, record)?;
         self.store
             .stage(epoch, self.kind, |staging| {
-                write_record(staging, self.kind, record)
+                write_record(staging, self.kind, &bytes)
             })
             .map_err(CheckpointerError::IOError)
     }

@@ -208,13 +208,17 @@ pub(crate) fn mark_logs(
     run_dir: &Path,
     marks: &Path,
 ) -> std::io::Result<()> {
+    write_atomic(marks, &log_lengths(logger, run_dir)?)
+}
+
+/// Flushes the loggers and returns the append-only logs' lengths as JSON.
+fn log_lengths(logger: &SharedLogger, run_dir: &Path) -> std::io::Result<Vec<u8>> {
     let _ = logger.clone().flush();
     let lengths: std::collections::BTreeMap<&str, u64> = APPEND_ONLY_LOGS
         .iter()
         .filter_map(|name| Some((*name, std::fs::metadata(run_dir.join(name)).ok()?.len())))
         .collect();
-    let bytes = serde_json::to_vec(&lengths).map_err(std::io::Error::other)?;
-    write_atomic(marks, &bytes)
+    serde_json::to_vec(&lengths).map_err(std::io::Error::other)
 }
 
 /// Cuts the append-only logs back to their lengths at `epoch`'s checkpoint: what a killed run
@@ -314,17 +318,11 @@ pub(crate) struct FitContext<'a, M> {
 /// Saves the pipeline's model as `--weights` loads it (the extractor, or the pairwise model).
 pub(crate) type SaveWeights<M> = Arc<dyn Fn(&M, &Path) -> Result<(), TrainError> + Send + Sync>;
 
-/// What each epoch's folder holds besides the Learner's records: the log marks, and the model
+/// What each epoch's folder holds besides the Learner's records and the log marks: the model
 /// (`weights.bpk`) that `--weights` loads, so even a killed run leaves one.
-fn epoch_extras<M: Module + 'static>(
-    logger: SharedLogger,
-    run_dir: PathBuf,
-    model: &M,
-    save: SaveWeights<M>,
-) -> StageExtras {
+fn epoch_extras<M: Module + 'static>(model: &M, save: SaveWeights<M>) -> StageExtras {
     let template = Mutex::new(model.clone());
     Arc::new(move |_epoch, record: &ModuleRecord, staging: &Path| {
-        mark_logs(&logger, &run_dir, &staging.join(LOG_MARKS_FILE))?;
         let model = lock(&template)
             .clone()
             .try_load_record(record.clone())
@@ -351,12 +349,11 @@ where
     let start = run.resume_epoch.unwrap_or(0);
     let store = Arc::new(
         EpochStore::new(&run.ckpt_dir, ctx.history.clone())
-            .with_extras(epoch_extras(
-                ctx.logger.clone(),
-                run.path.clone(),
-                &model,
-                ctx.save.clone(),
-            ))
+            .with_extras(epoch_extras(&model, ctx.save.clone()))
+            .with_log_marks({
+                let (logger, run_dir) = (ctx.logger.clone(), run.path.clone());
+                Arc::new(move |_epoch| log_lengths(&logger, &run_dir))
+            })
             .with_on_publish({
                 let (path, hash) = (run.path.clone(), run.hash.clone());
                 Arc::new(move |epoch| {

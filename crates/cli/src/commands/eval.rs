@@ -85,7 +85,7 @@ pub struct Args {
     #[arg(long)]
     pub device: Option<String>,
     /// Rows per kNN block (memory ~ block² × 4 bytes).
-    #[arg(long, default_value_t = oml::retrieval::knn::DEFAULT_BLOCK_SIZE)]
+    #[arg(long, default_value_t = oml::retrieval::knn::DEFAULT_BLOCK_SIZE, allow_hyphen_values = true)]
     pub block_size: usize,
     /// Where the kNN selects candidates: auto (host scans on CPU backends, device top-k on
     /// GPUs), host or device.
@@ -93,11 +93,26 @@ pub struct Args {
     pub selection: oml::retrieval::Selection,
 }
 
-/// Parses `1,5` into `[1, 5]`; `k` must be a positive integer.
-fn parse_ks(flag: &str, text: &str) -> Result<Vec<usize>> {
+/// The items of a comma-separated list: none for `""`, an error for an empty item (`1,,5`).
+fn list_items<'a>(flag: &str, text: &'a str) -> Result<Vec<&'a str>> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
     text.split(',')
         .map(str::trim)
-        .filter(|s| !s.is_empty())
+        .map(|s| {
+            if s.is_empty() {
+                bail!("--{flag}: `{text}` has an empty item")
+            }
+            Ok(s)
+        })
+        .collect()
+}
+
+/// Parses `1,5` into `[1, 5]`; `k` must be a positive integer.
+fn parse_ks(flag: &str, text: &str) -> Result<Vec<usize>> {
+    list_items(flag, text)?
+        .into_iter()
         .map(|s| match s.parse::<usize>() {
             Ok(0) => bail!("--{flag}: k = 0 is not allowed (every k must be a positive integer)"),
             Ok(k) => Ok(k),
@@ -108,9 +123,8 @@ fn parse_ks(flag: &str, text: &str) -> Result<Vec<usize>> {
 
 /// Parses `0.1,0.5` into fractions in `[0, 1]`.
 fn parse_fractions(flag: &str, text: &str) -> Result<Vec<f64>> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
+    list_items(flag, text)?
+        .into_iter()
         .map(|s| match s.parse::<f64>() {
             Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
             Ok(v) => bail!("--{flag}: {v} is outside [0, 1]"),

@@ -612,3 +612,395 @@ fn malformed_flags_are_named() {
         failures.join("\n")
     );
 }
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A valid training config on the Fashion-MNIST images prepared in `data` (absolute), one epoch.
+fn train_yaml(data: &Path) -> String {
+    format!(
+        "seed: 3
+dataset_root: {data}
+max_epochs: 1
+valid_period: 1
+bs_val: 64
+sampler: {{name: balance, args: {{n_labels: 5, n_instances: 8}}}}
+extractor: {{name: small_cnn, args: {{feat_dim: 16, channels: [8, 16, 16]}}}}
+criterion: {{name: triplet_with_miner, args: {{margin: 0.2, miner: {{name: hard_triplets}}}}}}
+optimizer: {{name: adam, args: {{lr: 0.001}}}}
+metric_args: {{cmc_top_k: [1, 5]}}
+logs_root: runs
+",
+        data = data.display()
+    )
+}
+
+/// Prepares 100 Fashion-MNIST images as PNG + CSV and trains one epoch on them: the data and a
+/// checkpoint the malformed cases below start from.
+fn prepared() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("train.yaml");
+    let prep = format!(
+        "prepare_data: {{name: fashion_mnist, args: {{source: {}, limit: 100}}}}\nlogs_folder: run\n",
+        repo().join("data/fashion-mnist").display()
+    );
+    std::fs::write(&config, train_yaml(&data) + &prep).unwrap();
+    let out = Command::new(BIN)
+        .args(["train", config.to_str().unwrap()])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let weights = dir.path().join("runs/run/checkpoints/last.bpk");
+    (dir, data, weights)
+}
+
+#[test]
+fn malformed_configs_checkpoints_and_images_are_named() {
+    let (_keep, data, weights) = prepared();
+    let good = train_yaml(&data);
+    let edit = |from: &str, to: &str| {
+        assert!(good.contains(from), "{from}");
+        good.replacen(from, to, 1)
+    };
+    let add = |line: &str| format!("{good}{line}\n");
+    // (name, config text, needles): every error before a run folder exists
+    let configs: Vec<(&str, String, Vec<&str>)> = vec![
+        ("unknown key", add("max_epoch: 3"), vec!["max_epoch"]),
+        (
+            "max_epochs 0",
+            edit("max_epochs: 1", "max_epochs: 0"),
+            vec!["max_epochs"],
+        ),
+        (
+            "max_epochs negative",
+            edit("max_epochs: 1", "max_epochs: -1"),
+            vec!["max_epochs"],
+        ),
+        (
+            "max_epochs text",
+            edit("max_epochs: 1", "max_epochs: ten"),
+            vec!["max_epochs"],
+        ),
+        (
+            "max_epochs fractional",
+            edit("max_epochs: 1", "max_epochs: 1.5"),
+            vec!["max_epochs"],
+        ),
+        (
+            "valid_period 0",
+            edit("valid_period: 1", "valid_period: 0"),
+            vec!["valid_period"],
+        ),
+        ("precision 16", add("precision: 16"), vec!["precision"]),
+        (
+            "num_workers huge",
+            add("num_workers: 1000000"),
+            vec!["num_workers"],
+        ),
+        (
+            "num_workers negative",
+            add("num_workers: -1"),
+            vec!["num_workers"],
+        ),
+        ("devices 0", add("devices: 0"), vec!["devices"]),
+        ("accelerator", add("accelerator: tpu"), vec!["tpu"]),
+        ("seed text", edit("seed: 3", "seed: abc"), vec!["seed"]),
+        (
+            "cache_size negative",
+            add("cache_size: -5"),
+            vec!["cache_size"],
+        ),
+        (
+            "criterion unknown",
+            edit("name: triplet_with_miner", "name: tripletloss"),
+            vec!["criterion", "tripletloss"],
+        ),
+        (
+            "margin text",
+            edit("margin: 0.2", "margin: big"),
+            vec!["criterion", "margin"],
+        ),
+        (
+            "margin negative",
+            edit("margin: 0.2", "margin: -0.5"),
+            vec!["margin"],
+        ),
+        (
+            "margin zero",
+            edit("margin: 0.2", "margin: 0"),
+            vec!["margin"],
+        ),
+        (
+            "criterion extra arg",
+            edit("margin: 0.2,", "margin: 0.2, marginn: 1,"),
+            vec!["marginn"],
+        ),
+        (
+            "reduction",
+            edit("margin: 0.2,", "margin: 0.2, reduction: avg,"),
+            vec!["reduction"],
+        ),
+        (
+            "miner unknown",
+            edit("name: hard_triplets", "name: hardest"),
+            vec!["miner", "hardest"],
+        ),
+        (
+            "sampler unknown",
+            edit("name: balance", "name: balanced"),
+            vec!["sampler", "balanced"],
+        ),
+        (
+            "n_labels negative",
+            edit("n_labels: 5", "n_labels: -2"),
+            vec!["sampler", "n_labels"],
+        ),
+        (
+            "n_labels 1",
+            edit("n_labels: 5", "n_labels: 1"),
+            vec!["n_labels"],
+        ),
+        (
+            "n_instances 0",
+            edit("n_instances: 8", "n_instances: 0"),
+            vec!["n_instances"],
+        ),
+        (
+            "optimizer unknown",
+            edit("name: adam", "name: adamw2"),
+            vec!["optimizer", "adamw2"],
+        ),
+        ("lr negative", edit("lr: 0.001", "lr: -1"), vec!["lr"]),
+        ("lr text", edit("lr: 0.001", "lr: fast"), vec!["lr"]),
+        (
+            "scheduler unknown",
+            add("scheduling: {scheduler: {name: cosine_warm, args: {}}}"),
+            vec!["scheduling", "cosine_warm"],
+        ),
+        (
+            "logger unknown",
+            add("logger: {name: wandb}"),
+            vec!["logger", "wandb"],
+        ),
+        (
+            "extractor unknown",
+            edit("name: small_cnn", "name: small_rnn"),
+            vec!["extractor", "small_rnn"],
+        ),
+        (
+            "feat_dim 0",
+            edit("feat_dim: 16", "feat_dim: 0"),
+            vec!["feat_dim"],
+        ),
+        (
+            "channels text",
+            edit("channels: [8, 16, 16]", "channels: wide"),
+            vec!["channels"],
+        ),
+        (
+            "transforms unknown",
+            add("transforms_train: {name: norm_magic}"),
+            vec!["transforms_train", "norm_magic"],
+        ),
+        (
+            "im_size 0",
+            add("transforms_train: {name: norm_resize_torch, args: {im_size: 0}}"),
+            vec!["im_size"],
+        ),
+        (
+            "cmc_top_k 0",
+            edit("cmc_top_k: [1, 5]", "cmc_top_k: [0]"),
+            vec!["cmc_top_k"],
+        ),
+        (
+            "cmc_top_k text",
+            edit("cmc_top_k: [1, 5]", "cmc_top_k: first"),
+            vec!["metric_args"],
+        ),
+        (
+            "checkpoint metric typo",
+            add("metric_for_checkpointing: OVERALL/cmc/7"),
+            vec!["metric_for_checkpointing", "OVERALL/cmc/7"],
+        ),
+        (
+            "checkpoint mode",
+            add("mode_for_checkpointing: up"),
+            vec!["mode_for_checkpointing"],
+        ),
+        (
+            "dataset_root missing",
+            edit(
+                &format!("dataset_root: {}", data.display()),
+                "dataset_root: no/such/folder",
+            ),
+            vec!["no/such/folder"],
+        ),
+        (
+            "dataframe_name missing",
+            add("dataframe_name: other.csv"),
+            vec!["other.csv"],
+        ),
+        (
+            "logs_folder is a file",
+            add("logs_folder: taken.txt"),
+            vec!["taken.txt"],
+        ),
+        (
+            "yaml tab indentation",
+            good.replacen("seed: 3", "seed: 3\n\tmax_epochs: 2", 1),
+            vec!["train.yaml"],
+        ),
+        (
+            "yaml unclosed bracket",
+            edit("channels: [8, 16, 16]", "channels: [8, 16, 16"),
+            vec!["train.yaml"],
+        ),
+        ("yaml duplicate key", add("seed: 4"), vec!["seed"]),
+        (
+            "yaml not a mapping",
+            "- a\n- b\n".to_string(),
+            vec!["train.yaml"],
+        ),
+        ("yaml empty", String::new(), vec!["train.yaml"]),
+    ];
+    let mut cases: Vec<Case> = configs
+        .into_iter()
+        .map(|(name, text, needles)| {
+            case(
+                name,
+                vec![
+                    ("train.yaml", text.into_bytes()),
+                    ("runs/taken.txt", b"mine".to_vec()),
+                ],
+                &["train", "train.yaml"],
+                &needles,
+            )
+        })
+        .collect();
+
+    // checkpoints given to `oml validate --weights`
+    let validate = format!(
+        "dataset_root: {}\nextractor: {{name: small_cnn, args: {{feat_dim: 16, channels: [8, 16, 16]}}}}\nmetric_args: {{cmc_top_k: [1]}}\n",
+        data.display()
+    );
+    let real = std::fs::read(&weights).unwrap();
+    let other_arch = validate.replace("channels: [8, 16, 16]", "channels: [4, 8, 8]");
+    let checkpoints: Vec<(&str, &str, Vec<u8>, &str)> = vec![
+        ("missing weights", "none.bpk", vec![], "none.bpk"),
+        ("empty weights", "w.bpk", vec![], "w.bpk"),
+        (
+            "text weights",
+            "w.bpk",
+            b"not a checkpoint".to_vec(),
+            "w.bpk",
+        ),
+        (
+            "truncated weights",
+            "w.bpk",
+            real[..real.len() / 2].to_vec(),
+            "w.bpk",
+        ),
+        (
+            "garbage PyTorch file",
+            "w.pth",
+            vec![0x80, 0x02, 0x7d, 0x71, 0x00],
+            "w.pth",
+        ),
+        (
+            "zip that is not a checkpoint",
+            "w.pt",
+            b"PK\x03\x04 not really".to_vec(),
+            "w.pt",
+        ),
+    ];
+    for (name, file, bytes, needle) in checkpoints {
+        let mut files = vec![("validate.yaml", validate.clone().into_bytes())];
+        if name != "missing weights" {
+            files.push((file, bytes));
+        }
+        cases.push(case(
+            name,
+            files,
+            &["validate", "validate.yaml", "--weights", file],
+            &[needle],
+        ));
+    }
+    cases.push(case(
+        "weights of another architecture",
+        vec![
+            ("validate.yaml", other_arch.into_bytes()),
+            ("w.bpk", real.clone()),
+        ],
+        &["validate", "validate.yaml", "--weights", "w.bpk"],
+        &["w.bpk"],
+    ));
+    cases.push(case(
+        "unknown pretrained key",
+        vec![(
+            "validate.yaml",
+            validate
+                .replace("name: small_cnn, args: {feat_dim: 16, channels: [8, 16, 16]}", "name: resnet, args: {arch: resnet18, gem_p: null, remove_fc: true, normalise_features: false}, weights: resnet18_imagenet_v9")
+                .into_bytes(),
+        )],
+        &["validate", "validate.yaml"],
+        &["resnet18_imagenet_v9"],
+    ));
+
+    // broken images given to `oml predict`
+    let png = std::fs::read(
+        walkdir::WalkDir::new(&data)
+            .into_iter()
+            .flatten()
+            .find(|e| e.path().extension().is_some_and(|x| x == "png"))
+            .unwrap()
+            .path(),
+    )
+    .unwrap();
+    let predict = "data_dir: images\nsave_dir: out\nextractor: {name: small_cnn, args: {feat_dim: 16, channels: [8, 16, 16]}}\n";
+    let mut bomb = png[..33].to_vec(); // signature + IHDR claiming 100000 × 100000
+    bomb[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+    bomb[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    let images: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("zero-byte image", "images/a.png", vec![]),
+        ("text as an image", "images/a.png", b"hello".to_vec()),
+        (
+            "truncated image",
+            "images/a.png",
+            png[..png.len() / 2].to_vec(),
+        ),
+        (
+            "jpeg that is not",
+            "images/a.jpg",
+            vec![0xff, 0xd8, 0xff, 0x00, 0x01],
+        ),
+        ("image header claiming 10^10 pixels", "images/a.png", bomb),
+    ];
+    for (name, file, bytes) in images {
+        cases.push(case(
+            name,
+            vec![
+                ("predict.yaml", predict.as_bytes().to_vec()),
+                (file, bytes),
+                ("images/b.png", png.clone()),
+            ],
+            &["predict", "predict.yaml"],
+            &[file.trim_start_matches("images/")],
+        ));
+    }
+    let n = cases.len();
+    let failures = run_all(cases, &[]);
+    assert!(
+        failures.is_empty(),
+        "{} of {n} cases:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(n, 59, "cases were lost");
+}

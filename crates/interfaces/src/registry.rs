@@ -25,7 +25,7 @@
 //! impl TryFrom<Named> for Scheduler {
 //!     type Error = String;
 //!     fn try_from(n: Named) -> Result<Self, String> {
-//!         let err = |e: ArgsError| format!("scheduler `{}`: {e}", n.name);
+//!         let err = |e: ArgsError| e.in_registry("scheduler");
 //!         match n.name.as_str() {
 //!             "step" => n.args_as().map(Scheduler::Step).map_err(err),
 //!             "constant" => n.args_as::<serde::de::IgnoredAny>().map(|_| Scheduler::Constant).map_err(err),
@@ -150,6 +150,45 @@ impl ArgsError {
             format!("args.{}", self.path)
         }
     }
+
+    /// The error as a registry config's `TryFrom<Named>` reports it, naming its registry
+    /// `kind`: ``{kind} `{name}`: args.<path>: <message>``. Serde carries it as text;
+    /// [`split_registry_error`] reads the path back.
+    pub fn in_registry(&self, kind: &str) -> String {
+        format!("{kind} `{}`: {self}", self.name)
+    }
+}
+
+/// The key path inside a section and the rest of an error written by
+/// [`ArgsError::in_registry`], through nested sections: ``criterion `t`: args.miner: miner `m`:
+/// args.n: too small`` gives `args.miner.args.n` and ``too small (criterion `t`, miner `m`)``.
+/// `None` for any other text.
+pub fn split_registry_error(text: &str) -> Option<(String, String)> {
+    let (mut path, mut names) = (Vec::new(), Vec::new());
+    let mut rest = text;
+    while let Some((head, tail)) = parse_registry_prefix(rest) {
+        names.push(head);
+        let (key, message) = match tail.split_once(": ") {
+            Some((key, message)) if key == "args" || key.starts_with("args.") => (key, message),
+            _ => break,
+        };
+        path.push(key.to_string());
+        rest = message;
+    }
+    if path.is_empty() {
+        return None;
+    }
+    Some((path.join("."), format!("{rest} ({})", names.join(", "))))
+}
+
+/// ``{kind} `{name}`: `` at the start of `text`: the prefix and what follows it.
+fn parse_registry_prefix(text: &str) -> Option<(&str, &str)> {
+    let (kind, after) = text.split_once(" `")?;
+    if kind.is_empty() || !kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return None;
+    }
+    let (name, after) = after.split_once("`: ")?;
+    Some((&text[..kind.len() + name.len() + 3], after))
 }
 
 /// Deserialises a section's `args` as a JSON value: mapping keys become strings (YAML allows
@@ -295,6 +334,31 @@ impl<'de> de::Visitor<'de> for ArgsKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_errors_read_back_as_key_paths() {
+        let inner = ArgsError {
+            name: "n_hard_triplets".into(),
+            path: "n_positive".into(),
+            message: "must be at least 1".into(),
+        };
+        let outer = ArgsError {
+            name: "triplet_with_miner".into(),
+            path: "miner".into(),
+            message: inner.in_registry("miner"),
+        };
+        let (key, rest) = split_registry_error(&outer.in_registry("criterion")).unwrap();
+        assert_eq!(key, "args.miner.args.n_positive");
+        assert_eq!(
+            rest,
+            "must be at least 1 (criterion `triplet_with_miner`, miner `n_hard_triplets`)"
+        );
+        assert_eq!(
+            split_registry_error("unknown miner `x`: expected one of a, b"),
+            None
+        );
+        assert_eq!(split_registry_error("invalid type: string \"big\""), None);
+    }
 
     #[derive(Debug, PartialEq, Deserialize)]
     #[serde(deny_unknown_fields)]

@@ -26,9 +26,9 @@ use crate::miners::{
     NHardTripletsMiner, TripletMinerWithMemory,
 };
 
-/// Formats an argument error of a registry config: ``{kind} `{name}`: args.<path>: <message>``.
-fn args_error(kind: &str, name: &str) -> impl Fn(ArgsError) -> String {
-    move |e| format!("{kind} `{name}`: {e}")
+/// Formats an argument error of a registry config ([`ArgsError::in_registry`]).
+fn args_error(kind: &str, _name: &str) -> impl Fn(ArgsError) -> String {
+    move |e| e.in_registry(kind)
 }
 
 /// A count given in a config, validated into `usize` (≥ `min`) naming the parameter.

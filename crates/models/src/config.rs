@@ -194,7 +194,7 @@ impl TryFrom<Named> for ExtractorConfig {
     type Error = String;
 
     fn try_from(n: Named) -> Result<Self, String> {
-        let err = |e: ArgsError| format!("extractor `{}`: {e}", n.name);
+        let err = |e: ArgsError| e.in_registry("extractor");
         match n.name.as_str() {
             "resnet" => n.args_as().map(Self::Resnet).map_err(err),
             "vit" => n.args_as().map(Self::Vit).map_err(err),

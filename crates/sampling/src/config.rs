@@ -97,7 +97,7 @@ pub enum SamplerConfig {
 impl TryFrom<Named> for SamplerConfig {
     type Error = String;
     fn try_from(n: Named) -> Result<Self, String> {
-        let err = |e: ArgsError| format!("sampler `{}`: {e}", n.name);
+        let err = |e: ArgsError| e.in_registry("sampler");
         match n.name.as_str() {
             "balance" => n.args_as().map(Self::Balance).map_err(err),
             "category_balance" => n.args_as().map(Self::CategoryBalance).map_err(err),

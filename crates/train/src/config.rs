@@ -410,15 +410,21 @@ pub fn parse_config<T: DeserializeOwned>(text: &str) -> Result<T, TrainError> {
 pub fn section<T: DeserializeOwned>(value: Value, prefix: &str) -> Result<T, TrainError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let inner = e.path().to_string();
-        let key = if inner == "." || inner.is_empty() {
+        let mut key = if inner == "." || inner.is_empty() {
             prefix.to_string()
         } else {
             format!("{prefix}.{inner}")
         };
+        let mut message = e.into_inner().to_string();
+        // a registry's argument error, carried by serde as text: its path joins the key
+        if let Some((path, rest)) = oml_interfaces::registry::split_registry_error(&message) {
+            key = format!("{key}.{path}");
+            message = rest;
+        }
         TrainError::Config {
             file: String::new(),
             key,
-            message: e.into_inner().to_string(),
+            message,
         }
     })
 }

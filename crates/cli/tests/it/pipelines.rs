@@ -399,11 +399,11 @@ fn config_errors_name_the_key_path() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("`tpu`"), "{err}");
 
-    // a bad value inside a registry section's `args` is named by the section and its path
+    // a bad value inside a registry section's `args` is named by its full key path
     let good = std::fs::read_to_string(&config).unwrap();
-    for (from, to, section, key) in [
-        ("margin: 0.2", "margin: big", "criterion", "args.margin"),
-        ("n_labels: 5", "n_labels: -2", "sampler", "args.n_labels"),
+    for (from, to, key, value) in [
+        ("margin: 0.2", "margin: big", "criterion.args.margin", "big"),
+        ("n_labels: 5", "n_labels: -2", "sampler.args.n_labels", "-2"),
     ] {
         std::fs::write(&config, good.replace(from, to)).unwrap();
         let out = Command::new(OML)
@@ -413,7 +413,7 @@ fn config_errors_name_the_key_path() {
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            !out.status.success() && err.contains(section) && err.contains(key),
+            !out.status.success() && err.contains(key) && err.contains(value),
             "{to}: {err}"
         );
     }

@@ -97,23 +97,38 @@ pub(crate) fn host_self_distances(x: &Tensor<2>) -> Vec<f32> {
     host_self_cdist(&host_f32(x), b, d)
 }
 
-/// `Σ (a_k − b_k)²` (`Σ a_k²` when `b` is empty), summed in 16 lanes so that it vectorises
-/// (a single running `f32` sum cannot be reordered by the compiler).
+/// Lanes of the host sums: a single running `f32` sum cannot be reordered (vectorised) by the
+/// compiler, 16 independent ones can.
+const LANES: usize = 16;
+
+/// `Σ (a_k − b_k)²` over `min(len)` values, summed in [`LANES`] lanes.
 pub(crate) fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 16;
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(p, q)| (p - q) * (p - q))
+        .sum();
     let mut acc = [0.0f32; LANES];
-    let diff = |k: usize| if b.is_empty() { a[k] } else { a[k] - b[k] };
-    let full = a.len() / LANES * LANES;
-    for base in (0..full).step_by(LANES) {
-        for (l, s) in acc.iter_mut().enumerate() {
-            let v = diff(base + l);
-            *s += v * v;
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            let d = x[l] - y[l];
+            acc[l] += d * d;
         }
     }
-    let mut tail = 0.0f32;
-    for k in full..a.len() {
-        let v = diff(k);
-        tail += v * v;
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `Σ a_k²`, summed in [`LANES`] lanes.
+fn squared_norm(a: &[f32]) -> f32 {
+    let chunks = a.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+    let mut acc = [0.0f32; LANES];
+    for x in chunks {
+        for l in 0..LANES {
+            acc[l] += x[l] * x[l];
+        }
     }
     acc.iter().sum::<f32>() + tail
 }
@@ -136,7 +151,7 @@ pub(crate) fn host_self_cdist(x: &[f32], b: usize, d: usize) -> Vec<f32> {
         }
         return out;
     }
-    let norms: Vec<f32> = (0..b).map(|i| squared_distance(row(i), &[])).collect();
+    let norms: Vec<f32> = (0..b).map(|i| squared_norm(row(i))).collect();
     if cpu::matmul_nt(x, x, d, &mut out).is_err() {
         // Unreachable: `x` is the `[b, d]` tensor's own data and `out` is `b × b`.
         return vec![f32::NAN; b * b];

@@ -123,7 +123,7 @@ pub const LOG_MARKS_FILE: &str = "logs.json";
 
 /// Writes what the pipeline keeps beside epoch N's records into its staging folder (the model
 /// for `--weights`, the log marks), given the model's record.
-pub type StageExtras = Arc<dyn Fn(usize, &ModuleRecord, &Path) -> io::Result<()> + Send + Sync>;
+pub type StageExtras = Arc<dyn Fn(usize, ModuleRecord, &Path) -> io::Result<()> + Send + Sync>;
 
 /// The append-only logs' lengths at epoch N's checkpoint, as the bytes of `logs.json`.
 pub type MeasureLogs = Arc<dyn Fn(usize) -> io::Result<Vec<u8>> + Send + Sync>;
@@ -327,11 +327,13 @@ fn restore<R: Checkpoint>(dir: &Path, kind: &str, epoch: usize) -> Result<R, Che
 
 /// A record's bytes, read from the device before the store's lock is taken (on a GPU this is
 /// the slow part, and the three threads do it side by side).
-fn record_bytes<R: Checkpoint>(kind: &str, record: R) -> Result<Vec<u8>, CheckpointerError> {
-    let bytes = record.checkpoint_into_bytes().map_err(|e| {
+fn record_bytes<R: Checkpoint>(
+    kind: &str,
+    record: R,
+) -> Result<burn::tensor::Bytes, CheckpointerError> {
+    record.checkpoint_into_bytes().map_err(|e| {
         CheckpointerError::IOError(io::Error::other(format!("the {kind} record: {e}")))
-    })?;
-    Ok(bytes.to_vec())
+    })
 }
 
 fn write_record(staging: &Path, kind: &str, bytes: &[u8]) -> io::Result<()> {
@@ -345,15 +347,19 @@ impl Checkpointer<ModuleRecord> for ModelRecords {
             Some(measure) => Some(measure(epoch).map_err(CheckpointerError::IOError)?),
             None => None,
         };
-        let bytes = record_bytes("model", record.clone())?;
+        // the record goes on to the extras only when there are any: no copy otherwise
         let extras = self.0.extras.clone();
+        let (bytes, record) = match extras {
+            Some(_) => (record_bytes("model", record.clone())?, Some(record)),
+            None => (record_bytes("model", record)?, None),
+        };
         self.0
             .stage(epoch, "model", |staging| {
                 if let Some(marks) = &marks {
                     oml_interfaces::fs::write_atomic(&staging.join(LOG_MARKS_FILE), marks)?;
                 }
-                if let Some(extras) = &extras {
-                    extras(epoch, &record, staging)?;
+                if let (Some(extras), Some(record)) = (&extras, record) {
+                    extras(epoch, record, staging)?;
                 }
                 write_record(staging, "model", &bytes)
             })

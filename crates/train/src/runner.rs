@@ -322,10 +322,10 @@ pub(crate) type SaveWeights<M> = Arc<dyn Fn(&M, &Path) -> Result<(), TrainError>
 /// (`weights.bpk`) that `--weights` loads, so even a killed run leaves one.
 fn epoch_extras<M: Module + 'static>(model: &M, save: SaveWeights<M>) -> StageExtras {
     let template = Mutex::new(model.clone());
-    Arc::new(move |_epoch, record: &ModuleRecord, staging: &Path| {
+    Arc::new(move |_epoch, record: ModuleRecord, staging: &Path| {
         let model = lock(&template)
             .clone()
-            .try_load_record(record.clone())
+            .try_load_record(record)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         save(&model, &staging.join(WEIGHTS_FILE)).map_err(|e| std::io::Error::other(e.to_string()))
     })

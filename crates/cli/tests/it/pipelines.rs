@@ -594,6 +594,11 @@ fn repeated_kill_9_never_loses_a_complete_epoch() {
         delay_ms = 100 + (lcg >> 33) % 700;
     }
     assert!(kills > 0, "every run finished before it could be killed");
+    // otherwise every kill landed before the first checkpoint and nothing above was tested
+    assert!(
+        newest > 0,
+        "no kill came after a complete epoch ({kills} kills)"
+    );
     if !finished {
         let out = run(&["train", config.to_str().unwrap()], dir);
         assert_eq!(run_folder(&out.stdout), run_dir);

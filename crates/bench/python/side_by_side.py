@@ -1,6 +1,7 @@
 """oml-rs and OML 4.0 side by side in one run: same inputs, runs interleaved, medians, ratios.
 
 usage: python side_by_side.py [--suites eval,loss,models] [--rounds 3] [--quick]
+                              [--models resnet18,vits16] [--batches 16,1]
                               [--oml-bench-dir ../shared/bench] [--bin target/debug]
 
 Run it with the Python that has OML 4.0 (`shared/bench/setup_oml_reference.sh` makes one), after
@@ -12,7 +13,7 @@ Markdown table; it exits non-zero when the two sides' retrieval metrics differ b
   files, starting the interpreter or binary, everything).
 - loss: `oml-bench loss` against `oml_losses.py`: median forward + backward step of
   TripletLossWithMiner (margin 0.2) on a 32 x 8 batch of 512-d features, per miner.
-- models: `oml-bench models` against `oml_models.py` (images/s, batch 16, 224 x 224).
+- models: `oml-bench models` against `oml_models.py` (images/s, batches 16 and 1, 224 x 224).
 """
 import argparse, json, os, statistics, subprocess, sys, tempfile, time
 
@@ -23,6 +24,8 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--suites", default="eval,loss,models")
 ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per measurement")
 ap.add_argument("--quick", action="store_true", help="5k items, fewer repeats, resnet18 only")
+ap.add_argument("--models", default="resnet18,vits16", help="models suite: the extractors")
+ap.add_argument("--batches", default="16,1", help="models suite: the batch sizes")
 ap.add_argument("--oml-bench-dir", default=os.path.join(REPO, "..", "shared", "bench"))
 ap.add_argument(
     "--bin",
@@ -113,16 +116,20 @@ if "loss" in suites:
         record(f"TripletLossWithMiner step, {miner}, 32x8x512", oml_t, ours_t, "s")
 
 if "models" in suites:
-    models = "resnet18" if args.quick else "resnet18,vits16"
-    for model in models.split(","):
-        oml_r, ours_r = [], []
-        for _ in range(args.rounds):
-            _, out = run([sys.executable, os.path.join(HERE, "oml_models.py"), "--models", model, "--repeats", "3"])
-            oml_r.append(last_json(out)["images_per_s"])
-            _, out = run([BENCH, "models", "--models", model, "--repeats", "3"])
-            l = last_json(out, lambda l: l.get("suite") == "models")
-            ours_r.append(l["params"]["batch"] / l["median_s"])
-        record(f"{model} inference, batch 16, 224^2", oml_r, ours_r, "images/s", lower_is_better=False)
+    models = "resnet18" if args.quick else args.models
+    for batch in args.batches.split(","):
+        # A batch of one is timed over more repeats: each is short and noisier.
+        reps = "3" if int(batch) >= 8 else "15"
+        for model in models.split(","):
+            oml_r, ours_r = [], []
+            for _ in range(args.rounds):
+                common = ["--models", model, "--batch", batch, "--repeats", reps]
+                _, out = run([sys.executable, os.path.join(HERE, "oml_models.py"), *common])
+                oml_r.append(last_json(out)["images_per_s"])
+                _, out = run([BENCH, "models", *common])
+                l = last_json(out, lambda l: l.get("suite") == "models")
+                ours_r.append(l["params"]["batch"] / l["median_s"])
+            record(f"{model} inference, batch {batch}, 224^2", oml_r, ours_r, "images/s", lower_is_better=False)
 
 print("\n| work | OML 4.0 / PyTorch (median) | oml-rs (median) | oml-rs vs OML |")
 print("|---|---:|---:|---:|")

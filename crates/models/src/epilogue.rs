@@ -1,6 +1,7 @@
 //! The work applied to each finished block of rows of a host GEMM's output — `+ bias`,
-//! `+ residual`, ReLU / GELU, and the attention's row softmax — as simple loops that the
-//! compiler vectorises for the widest vectors the CPU has, through [`pulp`]'s run-time dispatch.
+//! `+ residual`, ReLU / GELU, and the attention's row softmax — and the ViT's LayerNorm, as
+//! simple loops that the compiler vectorises for the widest vectors the CPU has, through
+//! [`pulp`]'s run-time dispatch.
 
 /// The activation applied last in an [`Epilogue`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,19 +90,68 @@ impl pulp::WithSimd for Softmax<'_> {
             for v in row.iter_mut() {
                 *v = exp_neg(self.scale * (max - *v));
             }
-            let (lanes, tail) = row.as_chunks::<16>();
-            let mut acc = [0f32; 16];
-            for chunk in lanes {
-                for (a, &v) in acc.iter_mut().zip(chunk) {
-                    *a += v;
-                }
-            }
-            let inv = 1.0 / (acc.iter().sum::<f32>() + tail.iter().sum::<f32>());
+            let inv = 1.0 / sum16(row);
             for v in row.iter_mut() {
                 *v *= inv;
             }
         }
     }
+}
+
+/// PyTorch's `LayerNorm` over rows of `gamma.len()` values, `(x − mean)/√(var + ε)·γ + β`
+/// with the biased variance, from `x` into `out`, through [`pulp`] as [`Epilogue`]. Two
+/// passes (mean, then the squared deviations) as Burn's `layer_norm`.
+pub(crate) struct LayerNormRows<'a> {
+    pub x: &'a [f32],
+    pub out: &'a mut [f32],
+    pub gamma: &'a [f32],
+    pub beta: Option<&'a [f32]>,
+    pub epsilon: f32,
+}
+
+impl pulp::WithSimd for LayerNormRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let d = self.gamma.len();
+        for (src, dst) in self.x.chunks_exact(d).zip(self.out.chunks_exact_mut(d)) {
+            let mean = sum16(src) / d as f32;
+            for (o, &v) in dst.iter_mut().zip(src) {
+                *o = v - mean;
+            }
+            let (lanes, tail) = dst.as_chunks::<16>();
+            let mut acc = [0f32; 16];
+            for chunk in lanes {
+                for (a, &v) in acc.iter_mut().zip(chunk) {
+                    *a += v * v;
+                }
+            }
+            let squares = acc.iter().sum::<f32>() + tail.iter().map(|v| v * v).sum::<f32>();
+            let inv = 1.0 / (squares / d as f32 + self.epsilon).sqrt();
+            for (o, &g) in dst.iter_mut().zip(self.gamma) {
+                *o *= inv * g;
+            }
+            if let Some(beta) = self.beta {
+                for (o, &b) in dst.iter_mut().zip(beta) {
+                    *o += b;
+                }
+            }
+        }
+    }
+}
+
+/// The sum of `row` in 16 lanes, so that it vectorises (a sequential float reduction does not).
+#[inline(always)]
+fn sum16(row: &[f32]) -> f32 {
+    let (lanes, tail) = row.as_chunks::<16>();
+    let mut acc = [0f32; 16];
+    for chunk in lanes {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += v;
+        }
+    }
+    acc.iter().sum::<f32>() + tail.iter().sum::<f32>()
 }
 
 /// PyTorch's exact GELU, `½·x·(1 + erf(x/√2))`, in a form the compiler vectorises (no calls,

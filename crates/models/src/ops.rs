@@ -1,15 +1,18 @@
-//! Functional pieces shared by the extractors: OML's `normalise`, GeM pooling, and PyTorch's
-//! bicubic / bilinear `interpolate` written as two small matrix products.
+//! Functional pieces shared by the extractors: OML's `normalise`, GeM pooling, multi-head
+//! attention, convolutions with a folded BatchNorm, and PyTorch's bicubic / bilinear
+//! `interpolate` written as two small matrix products; and the host layers (linear, LayerNorm,
+//! attention) that the extractors' prepared inference paths (`HostVit`, `HostResNet`) are built
+//! from.
 //!
 //! Interpolation is separable, so resizing `[H, W] -> [oh, ow]` is `Mh · X · Mwᵀ` with
 //! interpolation matrices computed on the host from the sizes alone. That keeps PyTorch's exact
 //! coordinate rule (including a caller-given `scale_factor`, which DINO relies on), runs on any
 //! backend, and is differentiable (Burn's `interpolate` has no autodiff backward).
 
-use crate::epilogue::{Activation, Epilogue, Softmax};
+use crate::epilogue::{Activation, Epilogue, LayerNormRows, Softmax};
 use crate::nhwc::{HostConv, Map};
 use burn::nn::conv::Conv2d;
-use burn::nn::{BatchNorm, Linear};
+use burn::nn::{BatchNorm, LayerNorm, Linear};
 use burn::prelude::*;
 use burn::tensor::activation;
 use burn::tensor::module::attention;
@@ -17,102 +20,127 @@ use burn::tensor::ops::AttentionModuleOptions;
 use oml_interfaces::cpu::{MatRef, gemm_rows, host_f32};
 use rayon::prelude::*;
 
-/// `layer.forward(x)`; at inference on a CPU backend (no autodiff) through the host GEMM.
-///
-/// Inference through Burn's layers measured 3–4× slower on a 2-core machine than through
-/// [`oml_interfaces::cpu::gemm_rows`] (faer) with the bias and activation fused
-/// (`docs/models.md`, "Speed"). Training keeps Burn's path, which records the operation for the
-/// backward pass.
-///
-/// # Shapes
-/// `[..., d_input] -> [..., d_output]`.
-pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
-    host_linear(layer, x, Activation::Identity, None).unwrap_or_else(|back| layer.forward(back.0))
+/// A linear layer read onto the host once, for inference: `x·W`, then `+ bias`, `+ residual`
+/// and the activation in one pass per finished block of rows ([`Epilogue`]).
+pub(crate) struct HostLinear {
+    /// `W [k, n]` row-major (Burn's layout: input features by output features).
+    weight: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    k: usize,
+    n: usize,
 }
 
-/// `gelu(layer.forward(x))` with PyTorch's exact (erf) GELU; on the host path the bias and the
-/// GELU are applied in one pass as the product is finished.
-///
-/// # Shapes
-/// `[..., d_input] -> [..., d_output]`.
-pub fn linear_gelu<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
-    host_linear(layer, x, Activation::Gelu, None)
-        .unwrap_or_else(|back| activation::gelu(layer.forward(back.0)))
-}
+impl HostLinear {
+    /// `None` where the layer is empty or its values are not readable as `f32`.
+    pub fn new(layer: &Linear) -> Option<Self> {
+        let [k, n] = layer.weight.dims();
+        if k == 0 || n == 0 {
+            return None;
+        }
+        let bias = match &layer.bias {
+            Some(b) => Some(host_values(b.val())?),
+            None => None,
+        };
+        Some(Self {
+            weight: host_values(layer.weight.val())?,
+            bias,
+            k,
+            n,
+        })
+    }
 
-/// `layer.forward(x) + residual`; on the host path the residual is added as the product is
-/// finished.
-///
-/// # Shapes
-/// `x` `[..., d_input]`, `residual` `[..., d_output]` → `[..., d_output]`.
-pub fn linear_add<const D: usize>(layer: &Linear, x: Tensor<D>, residual: Tensor<D>) -> Tensor<D> {
-    match host_linear(layer, x, Activation::Identity, Some(residual)).map_err(|back| *back) {
-        Ok(y) => y,
-        Err((x, Some(residual))) => layer.forward(x) + residual,
-        Err((x, None)) => layer.forward(x),
+    /// Output features.
+    pub fn out_features(&self) -> usize {
+        self.n
     }
-}
 
-/// The host path of the linear layers: `x·W`, then `+ bias`, `+ residual` and the activation
-/// in one pass per finished block of rows ([`Epilogue`]). Gives the inputs back where it does
-/// not apply.
-fn host_linear<const D: usize>(
-    layer: &Linear,
-    x: Tensor<D>,
-    activation: Activation,
-    residual: Option<Tensor<D>>,
-) -> Result<Tensor<D>, GivenBack<D, D>> {
-    let device = x.device();
-    let weight = layer.weight.val();
-    let [k, n] = weight.dims();
-    let mut dims = x.dims();
-    if !host_inference(&device) || dims[D - 1] != k || k == 0 || n == 0 {
-        // Burn's forward reports a shape mismatch with its own message; empty layers are
-        // left to it as well.
-        return Err(Box::new((x, residual)));
-    }
-    dims[D - 1] = n;
-    if residual.as_ref().is_some_and(|r| r.dims() != dims) {
-        return Err(Box::new((x, residual)));
-    }
-    let Some(w_host) = host_values(weight) else {
-        return Err(Box::new((x, residual)));
-    };
-    let bias = match &layer.bias {
-        Some(b) => match host_values(b.val()) {
-            Some(b) => Some(b),
-            None => return Err(Box::new((x, residual))),
-        },
-        None => None,
-    };
-    let out = with_host(x, residual, |x, residual| {
+    /// `activation(x·W + bias + residual)` for row-major `x [rows, k]` and `residual
+    /// [rows, n]`; `None` where the lengths do not describe such rows.
+    pub fn forward(
+        &self,
+        x: &[f32],
+        residual: Option<&[f32]>,
+        activation: Activation,
+    ) -> Option<Vec<f32>> {
+        let (k, n) = (self.k, self.n);
         let rows = x.len() / k;
+        if rows * k != x.len() || residual.is_some_and(|r| r.len() != rows * n) {
+            return None;
+        }
         let mut out = vec![0f32; rows * n];
-        let x = MatRef::from_row_major_slice(x, rows, k);
-        let w = MatRef::from_row_major_slice(&w_host, k, n);
         let arch = pulp::Arch::new();
         let finish = |i0: usize, block: &mut [f32]| {
             arch.dispatch(Epilogue {
                 block,
                 n,
-                bias: bias.as_deref(),
+                bias: self.bias.as_deref(),
                 residual: residual.map(|r| &r[i0 * n..]),
                 activation,
             })
         };
-        // The shapes agree by construction, so the GEMM cannot refuse them.
-        let _ = gemm_rows(&x, w, &mut out, finish);
-        out
-    })?;
-    Ok(Tensor::from_data(TensorData::new(out, dims), &device))
+        let x = MatRef::from_row_major_slice(x, rows, k);
+        let w = MatRef::from_row_major_slice(&self.weight, k, n);
+        gemm_rows(&x, w, &mut out, finish).ok()?;
+        Some(out)
+    }
 }
 
+/// A LayerNorm read onto the host once, for inference ([`LayerNormRows`]).
+pub(crate) struct HostLayerNorm {
+    gamma: Vec<f32>,
+    beta: Option<Vec<f32>>,
+    epsilon: f32,
+}
+
+impl HostLayerNorm {
+    /// `layer` with its `epsilon` (which Burn keeps private: the caller knows it from the
+    /// config the layer was built from); `None` where its values are not readable as `f32`.
+    pub fn new(layer: &LayerNorm, epsilon: f64) -> Option<Self> {
+        let beta = match &layer.beta {
+            Some(b) => Some(host_values(b.val())?),
+            None => None,
+        };
+        let gamma = host_values(layer.gamma.val())?;
+        (!gamma.is_empty()).then_some(Self {
+            gamma,
+            beta,
+            epsilon: epsilon as f32,
+        })
+    }
+
+    /// The norm of each row of `x` (rows of the layer's width); `None` where `x` is not whole
+    /// rows.
+    pub fn forward(&self, x: &[f32]) -> Option<Vec<f32>> {
+        let d = self.gamma.len();
+        if !x.len().is_multiple_of(d) {
+            return None;
+        }
+        let mut out = vec![0f32; x.len()];
+        let arch = pulp::Arch::new();
+        out.par_chunks_mut(NORM_ROWS * d)
+            .zip(x.par_chunks(NORM_ROWS * d))
+            .for_each(|(out, x)| {
+                arch.dispatch(LayerNormRows {
+                    x,
+                    out,
+                    gamma: &self.gamma,
+                    beta: self.beta.as_deref(),
+                    epsilon: self.epsilon,
+                })
+            });
+        Some(out)
+    }
+}
+
+/// Rows per LayerNorm task.
+const NORM_ROWS: usize = 32;
+
 /// The inputs a host path gives back where it does not apply (boxed: tensors are large values).
-type GivenBack<const D: usize, const E: usize> = Box<(Tensor<D>, Option<Tensor<E>>)>;
+pub(crate) type GivenBack<const D: usize, const E: usize> = Box<(Tensor<D>, Option<Tensor<E>>)>;
 
 /// Runs `f` on the values of `x` and of `extra` as host slices — a tensor no one else holds is
 /// read without a copy — or gives both back unchanged where they are not `f32`.
-fn with_host<const D: usize, const E: usize, T>(
+pub(crate) fn with_host<const D: usize, const E: usize, T>(
     x: Tensor<D>,
     extra: Option<Tensor<E>>,
     f: impl FnOnce(&[f32], Option<&[f32]>) -> T,
@@ -133,40 +161,13 @@ fn with_host<const D: usize, const E: usize, T>(
 }
 
 /// Multi-head self-attention, `softmax(q·kᵀ / √head_dim) · v` per head, from a fused `qkv`
-/// projection laid out as `(3, heads, head_dim)` along its last axis (DINO's `Attention`); the
-/// heads come back merged, ready for the output projection.
-///
-/// At inference on a CPU backend each (image, head) pair is one task on the host: the
-/// products read `q`, `k` and `v` in place from the projection's output (no permute copies)
-/// and the scores stay in that task's cache. Elsewhere, Burn's `attention`.
+/// projection laid out as `(3, heads, head_dim)` along its last axis (DINO's `Attention`),
+/// through Burn's `attention` (any backend, autodiff included); the heads come back merged,
+/// ready for the output projection. The host path's counterpart is [`host_attention`].
 ///
 /// # Shapes
 /// `[B, N, 3·C] -> [B, N, C]`.
 pub fn multi_head_attention(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
-    let [b, n, c3] = qkv.dims();
-    let d = (c3 / 3).checked_div(heads).unwrap_or(0);
-    let device = qkv.device();
-    if !host_inference(&device) || d == 0 || n == 0 || 3 * heads * d != c3 {
-        return burn_attention(qkv, heads);
-    }
-    let merged = with_host(qkv, None::<Tensor<1>>, |qkv, _| {
-        host_attention(qkv, [b, n, heads, d]).ok_or_else(|| {
-            // Unreachable for the checked shape; Burn's path then runs on a copy.
-            Box::new(Tensor::<3>::from_data(
-                TensorData::new(qkv.to_vec(), [b, n, c3]),
-                &device,
-            ))
-        })
-    });
-    match merged {
-        Ok(Ok(out)) => Tensor::from_data(TensorData::new(out, [b, n, c3 / 3]), &device),
-        Ok(Err(qkv)) => burn_attention(*qkv, heads),
-        Err(back) => burn_attention(back.0, heads),
-    }
-}
-
-/// [`multi_head_attention`] through Burn's `attention` (any backend, autodiff included).
-fn burn_attention(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
     let [b, n, c3] = qkv.dims();
     let d = c3 / 3 / heads.max(1);
     let qkv = qkv.reshape([b, n, 3, heads, d]).permute([2, 0, 3, 1, 4]);
@@ -183,14 +184,22 @@ fn burn_attention(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
     out.swap_dims(1, 2).reshape([b, n, heads * d])
 }
 
-/// The host attention over `qkv` `[B, N, 3, heads, d]` (row-major), merged to `[B, N, heads·d]`;
-/// `None` if a view does not fit (not for consistent shapes).
-fn host_attention(qkv: &[f32], [b, n, heads, d]: [usize; 4]) -> Option<Vec<f32>> {
+/// The host attention over `qkv` `[B, N, 3, heads, d]` (row-major) for the first `queries`
+/// tokens of each image (all `N` for a whole layer; 1 where only the CLS token is read on),
+/// merged to `[B, queries, heads·d]`; `None` if a view does not fit (not for consistent shapes).
+pub(crate) fn host_attention(
+    qkv: &[f32],
+    [b, n, heads, d]: [usize; 4],
+    queries: usize,
+) -> Option<Vec<f32>> {
     let c = heads * d;
+    if qkv.len() != b * n * 3 * c || queries > n {
+        return None;
+    }
     let scale = 1.0 / (d as f32).sqrt();
     let arch = pulp::Arch::new();
-    // One task per (image, head): scores [N, N] = q·kᵀ, the scaled row softmax applied as each
-    // block of rows is finished, then P·v.
+    // One task per (image, head): scores [queries, N] = q·kᵀ, the scaled row softmax applied as
+    // each block of rows is finished, then P·v.
     let per_head: Vec<Vec<f32>> = (0..b * heads)
         .into_par_iter()
         .map(|task| {
@@ -199,19 +208,19 @@ fn host_attention(qkv: &[f32], [b, n, heads, d]: [usize; 4]) -> Option<Vec<f32>>
             let part = |p: usize| {
                 MatRef::from_row_major_slice_with_stride(&rows[p * c + head * d..], n, d, 3 * c)
             };
-            let (q, k, v) = (part(0), part(1), part(2));
-            let mut scores = vec![0f32; n * n];
+            let (q, k, v) = (part(0).subrows(0, queries), part(1), part(2));
+            let mut scores = vec![0f32; queries * n];
             let softmax = |_: usize, block: &mut [f32]| arch.dispatch(Softmax { block, n, scale });
             gemm_rows(&q, k.transpose(), &mut scores, softmax).ok()?;
-            let mut out = vec![0f32; n * d];
-            let p = MatRef::from_row_major_slice(&scores, n, n);
+            let mut out = vec![0f32; queries * d];
+            let p = MatRef::from_row_major_slice(&scores, queries, n);
             gemm_rows(&p, v, &mut out, |_, _| {}).ok()?;
             Some(out)
         })
         .collect::<Option<_>>()?;
-    let mut merged = vec![0f32; b * n * c];
+    let mut merged = vec![0f32; b * queries * c];
     merged
-        .par_chunks_mut(n * c)
+        .par_chunks_mut((queries * c).max(1))
         .zip(per_head.par_chunks(heads))
         .for_each(|(image, heads_out)| {
             for (i, row) in image.chunks_exact_mut(c).enumerate() {
@@ -594,55 +603,76 @@ mod tests {
         }
     }
 
+    /// `HostLinear` against Burn's Linear (+ GELU, + residual), with and without a bias, and
+    /// on an empty batch.
     #[test]
-    fn host_linear_matches_burns_linear() {
-        use burn::nn::LinearConfig;
-        let device = test_device();
-        for bias in [true, false] {
-            let layer = LinearConfig::new(24, 10).with_bias(bias).init(&device);
-            let x = Tensor::<3>::random(
-                [3, 7, 24],
-                burn::tensor::Distribution::Normal(0.0, 1.0),
-                &device,
-            );
-            let want = layer.forward(x.clone());
-            let got = linear(&layer, x);
-            assert_eq!(got.dims(), want.dims());
-            assert_close(&values(got), &values(want), "linear");
-        }
-    }
-
-    #[test]
-    fn host_linear_gelu_and_residual_match_burns_layers() {
+    fn host_linear_matches_burns_layers() {
         use burn::nn::LinearConfig;
         let device = test_device();
         let normal = burn::tensor::Distribution::Normal(0.0, 1.0);
         for bias in [true, false] {
             let layer = LinearConfig::new(24, 10).with_bias(bias).init(&device);
-            let x = Tensor::<3>::random([3, 7, 24], normal, &device);
-            let r = Tensor::<3>::random([3, 7, 10], normal, &device);
-            let want = activation::gelu(layer.forward(x.clone()));
-            assert_close(
-                &values(linear_gelu(&layer, x.clone())),
-                &values(want),
-                "gelu",
+            let host = HostLinear::new(&layer).unwrap();
+            for rows in [21, 0] {
+                let x = Tensor::<2>::random([rows, 24], normal, &device);
+                let r = Tensor::<2>::random([rows, 10], normal, &device);
+                let (xs, rs) = (values(x.clone()), values(r.clone()));
+                let y = layer.forward(x);
+                let cases = [
+                    (Activation::Identity, None, values(y.clone())),
+                    (Activation::Gelu, None, values(activation::gelu(y.clone()))),
+                    (Activation::Identity, Some(&rs[..]), values(y + r)),
+                ];
+                for (act, residual, want) in cases {
+                    let got = host.forward(&xs, residual, act).unwrap();
+                    assert_close(&got, &want, &format!("bias {bias}, {act:?}, {rows} rows"));
+                }
+            }
+            // Lengths that are not whole rows are refused, not read past.
+            assert!(
+                host.forward(&[0.0; 25], None, Activation::Identity)
+                    .is_none()
             );
-            let want = layer.forward(x.clone()) + r.clone();
-            assert_close(&values(linear_add(&layer, x, r)), &values(want), "add");
+            let x = [0.0; 48];
+            assert!(
+                host.forward(&x, Some(&[0.0; 19]), Activation::Identity)
+                    .is_none()
+            );
         }
     }
 
+    /// `HostLayerNorm` against Burn's LayerNorm, with a scale and shift away from 1 and 0 and
+    /// rows whose mean is far from 0 (where a one-pass variance loses digits).
     #[test]
-    fn host_linear_on_an_empty_batch_gives_an_empty_output() {
-        use burn::nn::LinearConfig;
+    fn host_layer_norm_matches_burns_layer_norm() {
+        use burn::module::Param;
+        use burn::nn::LayerNormConfig;
         let device = test_device();
-        let layer = LinearConfig::new(24, 10).init(&device);
-        let x = Tensor::<3>::zeros([0, 7, 24], &device);
-        let r = Tensor::<3>::zeros([0, 7, 10], &device);
-        assert_eq!(linear_gelu(&layer, x.clone()).dims(), [0, 7, 10]);
-        assert_eq!(linear_add(&layer, x, r).dims(), [0, 7, 10]);
+        for (width, epsilon) in [(24, 1e-6), (37, 1e-5)] {
+            let mut layer = LayerNormConfig::new(width)
+                .with_epsilon(epsilon)
+                .init(&device);
+            let uniform = burn::tensor::Distribution::Uniform(-2.0, 2.0);
+            layer.gamma = Param::from_tensor(Tensor::random([width], uniform, &device));
+            layer.beta = Some(Param::from_tensor(Tensor::random(
+                [width],
+                uniform,
+                &device,
+            )));
+            let x = Tensor::<2>::random(
+                [70, width],
+                burn::tensor::Distribution::Normal(0.0, 3.0),
+                &device,
+            ) + 100.0;
+            let host = HostLayerNorm::new(&layer, epsilon).unwrap();
+            let got = host.forward(&values(x.clone())).unwrap();
+            assert_close(&got, &values(layer.forward(x)), &format!("width {width}"));
+            assert!(host.forward(&[0.0; 5]).is_none());
+        }
     }
 
+    /// The host attention against Burn's, for every query and for the first one alone (the
+    /// last ViT block's CLS-only pass).
     #[test]
     fn host_attention_matches_burns_attention() {
         let device = test_device();
@@ -653,10 +683,18 @@ mod tests {
                 burn::tensor::Distribution::Normal(0.0, 2.0),
                 &device,
             );
-            let want = burn_attention(qkv.clone(), h);
-            let got = multi_head_attention(qkv, h);
-            assert_eq!(got.dims(), [b, n, h * d]);
-            assert_close(&values(got), &values(want), &format!("{b}×{n}, {h} heads"));
+            let want = values(multi_head_attention(qkv.clone(), h));
+            let qkv = values(qkv);
+            let got = host_attention(&qkv, [b, n, h, d], n).unwrap();
+            assert_close(&got, &want, &format!("{b}×{n}, {h} heads"));
+            let first: Vec<f32> = want
+                .chunks_exact(n * h * d)
+                .flat_map(|image| &image[..h * d])
+                .copied()
+                .collect();
+            let got = host_attention(&qkv, [b, n, h, d], 1).unwrap();
+            assert_close(&got, &first, &format!("{b}×{n}, {h} heads, CLS query"));
+            assert!(host_attention(&qkv, [b, n, h, d], n + 1).is_none());
         }
     }
 

@@ -12,11 +12,16 @@ use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
+use burn::tensor::activation::gelu;
 use oml_interfaces::{Extractor, ModelError, Pretrained, PretrainedEntry};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{LoadOptions, LoadReport, TorchLayout};
-use crate::ops::{self, Kernel};
+use crate::epilogue::Activation;
+use crate::nhwc::{HostConv, Map};
+use crate::ops::{self, HostLayerNorm, HostLinear, Kernel};
+use oml_interfaces::cpu::host_f32;
+use rayon::prelude::*;
 
 /// DINO v1 architectures OML's `ViTExtractor` accepts (`arch`). DINOv2 (`vits14`, …) is not
 /// implemented.
@@ -213,12 +218,10 @@ impl Attention {
     /// # Shapes
     /// `[B, N, C] -> [B, N, C]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        ops::linear(&self.proj, self.heads(x))
-    }
-
-    /// The merged heads before the output projection.
-    fn heads(&self, x: Tensor<3>) -> Tensor<3> {
-        ops::multi_head_attention(ops::linear(&self.qkv, x), self.num_heads)
+        self.proj.forward(ops::multi_head_attention(
+            self.qkv.forward(x),
+            self.num_heads,
+        ))
     }
 }
 
@@ -229,6 +232,14 @@ pub struct Mlp {
     pub fc1: Linear,
     /// Projection back.
     pub fc2: Linear,
+}
+
+impl Mlp {
+    /// # Shapes
+    /// `[B, N, C] -> [B, N, C]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.fc2.forward(gelu(self.fc1.forward(x)))
+    }
 }
 
 /// A pre-norm transformer block.
@@ -248,11 +259,8 @@ impl VitBlock {
     /// # Shapes
     /// `[B, N, C] -> [B, N, C]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        // The residual additions and the GELU happen as the products are finished (host path).
-        let heads = self.attn.heads(self.norm1.forward(x.clone()));
-        let x = ops::linear_add(&self.attn.proj, heads, x);
-        let hidden = ops::linear_gelu(&self.mlp.fc1, self.norm2.forward(x.clone()));
-        ops::linear_add(&self.mlp.fc2, hidden, x)
+        let x = x.clone() + self.attn.forward(self.norm1.forward(x));
+        x.clone() + self.mlp.forward(self.norm2.forward(x))
     }
 }
 
@@ -347,6 +355,160 @@ impl VisionTransformer {
         let tokens = self.forward_tokens(x);
         let [b, _, dim] = tokens.dims();
         tokens.narrow(1, 0, 1).reshape([b, dim])
+    }
+}
+
+/// A ViT prepared for inference on the host once (every weight read off the device, the patch
+/// embedding laid out as an NHWC convolution): tokens stay host rows `[B·N, C]` from the patch
+/// embedding to the final norm, each linear layer one host GEMM with its bias, residual and
+/// GELU applied as its rows are finished ([`HostLinear`]).
+///
+/// Only the CLS token leaves the network, so the last block runs its attention for the CLS
+/// query alone and its projection and MLP on the CLS rows alone (the keys and values still
+/// come from every token): the same values as the whole block, a twelfth of a ViT-S's work
+/// less.
+pub(crate) struct HostVit {
+    patch: HostConv,
+    /// `[C]`.
+    cls: Vec<f32>,
+    /// `[grid² + 1, C]`: the position embeddings at the training size.
+    pos: Vec<f32>,
+    blocks: Vec<HostBlock>,
+    norm: HostLayerNorm,
+}
+
+/// One transformer block on the host.
+struct HostBlock {
+    norm1: HostLayerNorm,
+    qkv: HostLinear,
+    heads: usize,
+    proj: HostLinear,
+    norm2: HostLayerNorm,
+    fc1: HostLinear,
+    fc2: HostLinear,
+}
+
+impl HostVit {
+    /// `net` with its LayerNorms' `epsilon`; `None` (then Burn's layers run) where a layer is
+    /// outside what the host path covers.
+    pub fn new(net: &VisionTransformer, epsilon: f64) -> Option<Self> {
+        let norm = |n: &LayerNorm| HostLayerNorm::new(n, epsilon);
+        let blocks = net
+            .blocks
+            .iter()
+            .map(|b| {
+                Some(HostBlock {
+                    norm1: norm(&b.norm1)?,
+                    qkv: HostLinear::new(&b.attn.qkv)?,
+                    heads: b.attn.num_heads,
+                    proj: HostLinear::new(&b.attn.proj)?,
+                    norm2: norm(&b.norm2)?,
+                    fc1: HostLinear::new(&b.mlp.fc1)?,
+                    fc2: HostLinear::new(&b.mlp.fc2)?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self {
+            patch: HostConv::new(&net.patch_embed.proj, None)?,
+            cls: host_f32(net.cls_token.val()).ok()?,
+            pos: host_f32(net.pos_embed.val()).ok()?,
+            blocks,
+            norm: norm(&net.norm)?,
+        })
+    }
+
+    /// [`VisionTransformer::forward`] of `net` (the network this was prepared from, for the
+    /// position embeddings at other sizes); `x` comes back where it does not fit the layers.
+    ///
+    /// # Shapes
+    /// `[B, C, H, W] -> [B, dim]`.
+    pub fn forward(
+        &self,
+        net: &VisionTransformer,
+        x: Tensor<4>,
+    ) -> Result<Tensor<2>, Box<Tensor<4>>> {
+        let [b, c, h, w] = x.dims();
+        let dim = self.cls.len();
+        let device = x.device();
+        let Some([_, gh, gw, _]) = self.patch.out_dims([b, h, w, c]) else {
+            return Err(Box::new(x));
+        };
+        let n = gh * gw + 1;
+        let interpolated;
+        let pos = if self.pos.len() == n * dim && h == w {
+            &self.pos
+        } else {
+            match host_f32(net.interpolate_pos_encoding(gh * gw, h, w)) {
+                Ok(p) if p.len() == n * dim => {
+                    interpolated = p;
+                    &interpolated
+                }
+                _ => return Err(Box::new(x)),
+            }
+        };
+        let cls = ops::with_host(x, None::<Tensor<1>>, |x, _| {
+            let patches = self
+                .patch
+                .forward(&Map::from_nchw(x, [b, c, h, w]), None, false)?;
+            self.cls_token_out(&patches.data, pos, [b, n])
+        })
+        .map_err(|back| Box::new(back.0))?;
+        let Some(cls) = cls else {
+            unreachable!("the input's shape was checked against the patch embedding")
+        };
+        Ok(Tensor::from_data(TensorData::new(cls, [b, dim]), &device))
+    }
+
+    /// The CLS rows `[B, C]` after the final norm, from the patch embeddings `[B, N − 1, C]`.
+    fn cls_token_out(&self, patches: &[f32], pos: &[f32], [b, n]: [usize; 2]) -> Option<Vec<f32>> {
+        let dim = self.cls.len();
+        let mut x = vec![0f32; b * n * dim];
+        x.par_chunks_mut(n * dim)
+            .zip(patches.par_chunks((n - 1) * dim))
+            .for_each(|(image, patches)| {
+                let (cls, rest) = image.split_at_mut(dim);
+                for ((o, t), p) in cls.iter_mut().zip(&self.cls).zip(pos) {
+                    *o = t + p;
+                }
+                for ((o, t), p) in rest.iter_mut().zip(patches).zip(&pos[dim..]) {
+                    *o = t + p;
+                }
+            });
+        let (last, blocks) = self.blocks.split_last()?;
+        for block in blocks {
+            x = block.forward(&x, [b, n], n)?;
+        }
+        self.norm.forward(&last.forward(&x, [b, n], 1)?)
+    }
+}
+
+impl HostBlock {
+    /// The block over tokens `x` `[B·N, C]`, for the first `queries` tokens of each image:
+    /// `[B·queries, C]`.
+    fn forward(&self, x: &[f32], [b, n]: [usize; 2], queries: usize) -> Option<Vec<f32>> {
+        let dim = self.proj.out_features();
+        let qkv = self
+            .qkv
+            .forward(&self.norm1.forward(x)?, None, Activation::Identity)?;
+        let attended = ops::host_attention(&qkv, [b, n, self.heads, dim / self.heads], queries)?;
+        let kept;
+        let stream = if queries == n {
+            x
+        } else {
+            kept = x
+                .chunks_exact(n * dim)
+                .flat_map(|image| &image[..queries * dim])
+                .copied()
+                .collect::<Vec<_>>();
+            &kept
+        };
+        let x = self
+            .proj
+            .forward(&attended, Some(stream), Activation::Identity)?;
+        let hidden = self
+            .fc1
+            .forward(&self.norm2.forward(&x)?, None, Activation::Gelu)?;
+        self.fc2.forward(&hidden, Some(&x), Activation::Identity)
     }
 }
 
@@ -464,16 +626,43 @@ impl ViTExtractor {
         &self.config
     }
 
-    /// OML's `_multi_scale`: the mean of the outputs at scales `1, 1/√2, 1/2`.
-    fn multi_scale(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut sum = self.model.forward(x.clone());
-        for s in [1.0 / 2f64.sqrt(), 0.5] {
-            sum = sum
-                + self
-                    .model
-                    .forward(ops::interpolate_scale(x.clone(), s, s, Kernel::Bilinear));
+    /// The host path's network ([`HostVit`]), on a CPU backend at inference.
+    fn host(&self) -> Option<HostVit> {
+        ops::host_inference(&self.model.cls_token.device())
+            .then(|| HostVit::new(&self.model, self.config.network().layer_norm_eps))
+            .flatten()
+    }
+
+    /// OML's `forward`: the network at one scale or OML's `_multi_scale` (the mean of the
+    /// outputs at scales `1, 1/√2, 1/2`), then the optional normalisation; through `host` when
+    /// given, else Burn's layers.
+    fn run(&self, host: Option<&HostVit>, images: Tensor<4>) -> Tensor<2> {
+        let forward = |x: Tensor<4>| match host {
+            Some(host) => host
+                .forward(&self.model, x)
+                .unwrap_or_else(|x| self.model.forward(*x)),
+            None => self.model.forward(x),
+        };
+        let x = if self.config.use_multi_scale {
+            let mut sum = forward(images.clone());
+            for s in [1.0 / 2f64.sqrt(), 0.5] {
+                sum = sum
+                    + forward(ops::interpolate_scale(
+                        images.clone(),
+                        s,
+                        s,
+                        Kernel::Bilinear,
+                    ));
+            }
+            sum / 3.0
+        } else {
+            forward(images)
+        };
+        if self.config.normalise_features {
+            ops::normalise(x)
+        } else {
+            x
         }
-        sum / 3.0
     }
 
     /// Loads a checkpoint (`.bpk` ours, anything else PyTorch) as OML would.
@@ -497,16 +686,13 @@ impl Extractor for ViTExtractor {
     }
 
     fn extract(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = if self.config.use_multi_scale {
-            self.multi_scale(images)
-        } else {
-            self.model.forward(images)
-        };
-        if self.config.normalise_features {
-            ops::normalise(x)
-        } else {
-            x
-        }
+        self.run(self.host().as_ref(), images)
+    }
+
+    /// The host path's weights are read off the device and laid out once, not at every batch.
+    fn inference(&self) -> Box<dyn Fn(Tensor<4>) -> Tensor<2> + '_> {
+        let host = self.host();
+        Box::new(move |images| self.run(host.as_ref(), images))
     }
 }
 
@@ -533,5 +719,87 @@ impl Pretrained for ViTExtractor {
         let config: ViTExtractorConfig = crate::zoo::init_args(entry)?;
         let model = config.init(device)?;
         Ok(model.load_weights(path, &LoadOptions::default())?.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+    use oml_interfaces::device::test_device;
+
+    /// The prepared host path (`inference`, `extract`) against Burn's layers
+    /// (`VisionTransformer::forward`) on a small random ViT: the native size, interpolated
+    /// position embeddings (non-square and larger), one and several images, multi-scale and
+    /// normalised outputs; and an empty batch, which Burn's layers refuse.
+    #[test]
+    fn host_path_matches_burns_layers() {
+        let device = test_device();
+        let tiny = VitConfig {
+            img_size: 32,
+            patch_size: 8,
+            embed_dim: 24,
+            depth: 3,
+            num_heads: 2,
+            ..VitConfig::default()
+        };
+        for (multi_scale, normalise) in [(false, false), (true, true)] {
+            let vit = ViTExtractorConfig::new(VitArch::Vits16)
+                .with_custom(tiny)
+                .with_multi_scale(multi_scale)
+                .with_normalise_features(normalise)
+                .init(&device)
+                .unwrap();
+            // LayerNorm parameters away from 1 and 0, so that a swapped gamma/beta shows.
+            let mut vit = vit;
+            for block in &mut vit.model.blocks {
+                block.norm1.gamma = Param::from_tensor(Tensor::random(
+                    [24],
+                    Distribution::Uniform(0.5, 1.5),
+                    &device,
+                ));
+                block.norm2.beta = Some(Param::from_tensor(Tensor::random(
+                    [24],
+                    Distribution::Normal(0.0, 0.5),
+                    &device,
+                )));
+            }
+            let run = vit.inference();
+            for [b, h, w] in [[2, 32, 32], [1, 48, 32], [3, 40, 56]] {
+                let x = Tensor::<4>::random([b, 3, h, w], Distribution::Normal(0.0, 1.0), &device);
+                let want = if multi_scale {
+                    let mut sum = vit.model.forward(x.clone());
+                    for s in [1.0 / 2f64.sqrt(), 0.5] {
+                        let y = ops::interpolate_scale(x.clone(), s, s, Kernel::Bilinear);
+                        sum = sum + vit.model.forward(y);
+                    }
+                    sum / 3.0
+                } else {
+                    vit.model.forward(x.clone())
+                };
+                let want = if normalise {
+                    ops::normalise(want)
+                } else {
+                    want
+                };
+                let want = host_f32(want).unwrap();
+                let got = run(x.clone());
+                assert_eq!(got.dims(), [b, 24]);
+                let got = host_f32(got).unwrap();
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                        "{b}×{h}×{w} at {i}: {g} vs {w}"
+                    );
+                }
+                assert_eq!(
+                    host_f32(vit.extract(x)).unwrap(),
+                    got,
+                    "extract = inference"
+                );
+            }
+            let empty = run(Tensor::<4>::zeros([0, 3, 32, 32], &device));
+            assert_eq!(empty.dims(), [0, 24]);
+        }
     }
 }

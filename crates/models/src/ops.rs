@@ -54,20 +54,22 @@ impl HostLinear {
         self.n
     }
 
-    /// `activation(x·W + bias + residual)` for row-major `x [rows, k]` and `residual
-    /// [rows, n]`; `None` where the lengths do not describe such rows.
-    pub fn forward(
+    /// `activation(x·W + bias + residual)` into `out` `[rows, n]` (overwritten) for row-major
+    /// `x [rows, k]` and `residual [rows, n]`; `None` where the lengths do not describe such
+    /// rows.
+    pub fn forward_into(
         &self,
         x: &[f32],
         residual: Option<&[f32]>,
         activation: Activation,
-    ) -> Option<Vec<f32>> {
+        out: &mut [f32],
+    ) -> Option<()> {
         let (k, n) = (self.k, self.n);
         let rows = x.len() / k;
-        if rows * k != x.len() || residual.is_some_and(|r| r.len() != rows * n) {
+        let whole = rows * k == x.len() && out.len() == rows * n;
+        if !whole || residual.is_some_and(|r| r.len() != rows * n) {
             return None;
         }
-        let mut out = vec![0f32; rows * n];
         let arch = pulp::Arch::new();
         let finish = |i0: usize, block: &mut [f32]| {
             arch.dispatch(Epilogue {
@@ -80,8 +82,7 @@ impl HostLinear {
         };
         let x = MatRef::from_row_major_slice(x, rows, k);
         let w = MatRef::from_row_major_slice(&self.weight, k, n);
-        gemm_rows(&x, w, &mut out, finish).ok()?;
-        Some(out)
+        gemm_rows(&x, w, out, finish).ok()
     }
 }
 
@@ -111,11 +112,17 @@ impl HostLayerNorm {
     /// The norm of each row of `x` (rows of the layer's width); `None` where `x` is not whole
     /// rows.
     pub fn forward(&self, x: &[f32]) -> Option<Vec<f32>> {
+        let mut out = vec![0f32; x.len()];
+        self.forward_into(x, &mut out)?;
+        Some(out)
+    }
+
+    /// [`Self::forward`] into `out` (overwritten, `x`'s length).
+    pub fn forward_into(&self, x: &[f32], out: &mut [f32]) -> Option<()> {
         let d = self.gamma.len();
-        if !x.len().is_multiple_of(d) {
+        if !x.len().is_multiple_of(d) || out.len() != x.len() {
             return None;
         }
-        let mut out = vec![0f32; x.len()];
         let arch = pulp::Arch::new();
         out.par_chunks_mut(NORM_ROWS * d)
             .zip(x.par_chunks(NORM_ROWS * d))
@@ -128,7 +135,7 @@ impl HostLayerNorm {
                     epsilon: self.epsilon,
                 })
             });
-        Some(out)
+        Some(())
     }
 }
 
@@ -624,20 +631,18 @@ mod tests {
                     (Activation::Identity, Some(&rs[..]), values(y + r)),
                 ];
                 for (act, residual, want) in cases {
-                    let got = host.forward(&xs, residual, act).unwrap();
+                    let mut got = vec![f32::NAN; rows * 10];
+                    host.forward_into(&xs, residual, act, &mut got).unwrap();
                     assert_close(&got, &want, &format!("bias {bias}, {act:?}, {rows} rows"));
                 }
             }
             // Lengths that are not whole rows are refused, not read past.
-            assert!(
-                host.forward(&[0.0; 25], None, Activation::Identity)
-                    .is_none()
-            );
-            let x = [0.0; 48];
-            assert!(
-                host.forward(&x, Some(&[0.0; 19]), Activation::Identity)
-                    .is_none()
-            );
+            let (x, out) = ([0.0; 48], &mut [0.0; 20]);
+            let id = Activation::Identity;
+            assert!(host.forward_into(&x[..47], None, id, out).is_none());
+            assert!(host.forward_into(&x, Some(&[0.0; 19]), id, out).is_none());
+            assert!(host.forward_into(&x, None, id, &mut [0.0; 19]).is_none());
+            assert!(host.forward_into(&x, None, id, out).is_some());
         }
     }
 

@@ -475,40 +475,74 @@ impl HostVit {
                 }
             });
         let (last, blocks) = self.blocks.split_last()?;
+        let mut scratch = Scratch::default();
         for block in blocks {
-            x = block.forward(&x, [b, n], n)?;
+            block.forward(&mut x, &mut scratch, [b, n], n)?;
         }
-        self.norm.forward(&last.forward(&x, [b, n], 1)?)
+        last.forward(&mut x, &mut scratch, [b, n], 1)?;
+        self.norm.forward(&x)
     }
+}
+
+/// Buffers that every block of one pass writes into, allocated (and zeroed) once per pass
+/// rather than once per layer.
+#[derive(Default)]
+struct Scratch {
+    normed: Vec<f32>,
+    qkv: Vec<f32>,
+    mid: Vec<f32>,
+    hidden: Vec<f32>,
+}
+
+/// The first `len` values of `buffer`, grown (with zeros) where it is shorter.
+fn prefix(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
+    &mut buffer[..len]
 }
 
 impl HostBlock {
     /// The block over tokens `x` `[B·N, C]`, for the first `queries` tokens of each image:
-    /// `[B·queries, C]`.
-    fn forward(&self, x: &[f32], [b, n]: [usize; 2], queries: usize) -> Option<Vec<f32>> {
+    /// `x` becomes `[B·queries, C]`.
+    fn forward(
+        &self,
+        x: &mut Vec<f32>,
+        scratch: &mut Scratch,
+        [b, n]: [usize; 2],
+        queries: usize,
+    ) -> Option<()> {
         let dim = self.proj.out_features();
-        let qkv = self
-            .qkv
-            .forward(&self.norm1.forward(x)?, None, Activation::Identity)?;
-        let attended = ops::host_attention(&qkv, [b, n, self.heads, dim / self.heads], queries)?;
-        let kept;
-        let stream = if queries == n {
-            x
-        } else {
-            kept = x
+        let Scratch {
+            normed,
+            qkv,
+            mid,
+            hidden,
+        } = scratch;
+        let normed_all = prefix(normed, x.len());
+        self.norm1.forward_into(x, normed_all)?;
+        let qkv = prefix(qkv, x.len() / dim * self.qkv.out_features());
+        self.qkv
+            .forward_into(normed_all, None, Activation::Identity, qkv)?;
+        let attended = ops::host_attention(qkv, [b, n, self.heads, dim / self.heads], queries)?;
+        if queries < n {
+            // Only these tokens' residual stream goes on.
+            *x = x
                 .chunks_exact(n * dim)
                 .flat_map(|image| &image[..queries * dim])
                 .copied()
-                .collect::<Vec<_>>();
-            &kept
-        };
-        let x = self
-            .proj
-            .forward(&attended, Some(stream), Activation::Identity)?;
-        let hidden = self
-            .fc1
-            .forward(&self.norm2.forward(&x)?, None, Activation::Gelu)?;
-        self.fc2.forward(&hidden, Some(&x), Activation::Identity)
+                .collect();
+        }
+        let mid = prefix(mid, attended.len());
+        self.proj
+            .forward_into(&attended, Some(x), Activation::Identity, mid)?;
+        let normed = prefix(normed, mid.len());
+        self.norm2.forward_into(mid, normed)?;
+        let hidden = prefix(hidden, mid.len() / dim * self.fc1.out_features());
+        self.fc1
+            .forward_into(normed, None, Activation::Gelu, hidden)?;
+        self.fc2
+            .forward_into(hidden, Some(mid), Activation::Identity, x)
     }
 }
 

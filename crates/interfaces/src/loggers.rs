@@ -80,6 +80,13 @@ pub trait PipelineLogger: Send {
 
     /// Flushes everything and marks the run as ended.
     fn finish(&mut self, status: RunStatus) -> Result<(), LoggerError>;
+
+    /// The files this logger only ever appends to. A pipeline records their lengths after
+    /// [`flush`](Self::flush) at each checkpoint and cuts them back to those lengths when an
+    /// interrupted run resumes, so that no step is logged twice. The default has none.
+    fn append_only_files(&self) -> Vec<std::path::PathBuf> {
+        Vec::new()
+    }
 }
 
 impl<L: PipelineLogger + ?Sized> PipelineLogger for Box<L> {
@@ -102,6 +109,9 @@ impl<L: PipelineLogger + ?Sized> PipelineLogger for Box<L> {
     }
     fn finish(&mut self, status: RunStatus) -> Result<(), LoggerError> {
         (**self).finish(status)
+    }
+    fn append_only_files(&self) -> Vec<std::path::PathBuf> {
+        (**self).append_only_files()
     }
 }
 

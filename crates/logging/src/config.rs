@@ -198,6 +198,17 @@ impl LoggerConfig {
     /// starts the MLflow worker (which fails here only without a tracking URI, in the config or
     /// in `MLFLOW_TRACKING_URI`, or with one the client cannot use).
     pub fn build(&self, run_dir: &Path) -> Result<FanoutLogger, LoggerError> {
+        self.build_continuing(run_dir, &[])
+    }
+
+    /// [`build`](Self::build) for a run that resumes: TensorBoard appends to the event file
+    /// among `previous` (the files the interrupted run appended to) that lies in its folder,
+    /// instead of starting a second file that would repeat steps.
+    pub fn build_continuing(
+        &self,
+        run_dir: &Path,
+        previous: &[PathBuf],
+    ) -> Result<FanoutLogger, LoggerError> {
         let local = LocalLogger::new(run_dir)?;
         let mut out = FanoutLogger::new().with("local", local);
         match self {
@@ -213,7 +224,16 @@ impl LoggerConfig {
                 if let Some(v) = version {
                     dir = dir.join(v);
                 }
-                out.push(self.name(), Box::new(TensorBoardLogger::new(dir)?));
+                let earlier = previous.iter().find(|p| {
+                    p.parent() == Some(dir.as_path())
+                        && p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().contains("tfevents"))
+                });
+                let tensorboard = match earlier {
+                    Some(file) => TensorBoardLogger::continuing(file)?,
+                    None => TensorBoardLogger::new(dir)?,
+                };
+                out.push(self.name(), Box::new(tensorboard));
             }
             Self::Mlflow {
                 experiment_name,

@@ -1,6 +1,6 @@
 //! Sending to several loggers at once, and sharing one logger between owners.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use oml_interfaces::{Figure, LoggerError, PipelineLogger, RunStatus};
@@ -101,6 +101,13 @@ impl PipelineLogger for FanoutLogger {
     fn finish(&mut self, status: RunStatus) -> Result<(), LoggerError> {
         self.each(|l| l.finish(status))
     }
+
+    fn append_only_files(&self) -> Vec<PathBuf> {
+        self.loggers
+            .iter()
+            .flat_map(|(_, l)| l.append_only_files())
+            .collect()
+    }
 }
 
 /// A cloneable handle to one logger, so the Learner bridge and the pipeline code (config,
@@ -155,6 +162,10 @@ impl PipelineLogger for SharedLogger {
 
     fn finish(&mut self, status: RunStatus) -> Result<(), LoggerError> {
         self.with(|l| l.finish(status))
+    }
+
+    fn append_only_files(&self) -> Vec<PathBuf> {
+        self.with(|l| l.append_only_files())
     }
 }
 

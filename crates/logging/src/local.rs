@@ -224,6 +224,13 @@ impl PipelineLogger for LocalLogger {
         self.write_file(RUN_STATUS, format!("{st}\n").as_bytes())?;
         Ok(())
     }
+
+    fn append_only_files(&self) -> Vec<PathBuf> {
+        vec![
+            self.csv.path().to_path_buf(),
+            self.jsonl.path().to_path_buf(),
+        ]
+    }
 }
 
 impl Drop for LocalLogger {

@@ -554,7 +554,8 @@ impl Session {
             c.metric_for_checkpointing,
             c.mode_for_checkpointing,
         )));
-        let mut logger = SharedLogger::new(plan.logger.build(&run.path)?);
+        let mut logger =
+            SharedLogger::new(plan.logger.build_continuing(&run.path, &run.log_files)?);
         if !run.resumed {
             let csv = plan.root.join(c.dataframe_name);
             if let Err(e) = logger.log_pipeline_info(&config_json, c.tags, Some(&csv)) {

@@ -47,6 +47,9 @@ pub(crate) struct RunFolder {
     pub resumed: bool,
     /// The epoch a resumed run continues after.
     pub resume_epoch: Option<usize>,
+    /// The append-only log files a resumed run's loggers had written (cut back to the resume
+    /// point), for its new loggers to continue.
+    pub log_files: Vec<PathBuf>,
 }
 
 /// Where the run folder comes from.
@@ -169,15 +172,16 @@ pub(crate) fn open_run(
             },
         )?;
     }
-    let run = RunFolder {
+    let mut run = RunFolder {
         path: path.clone(),
         ckpt_dir: ckpt_dir.clone(),
         hash: hash.clone(),
         resumed: choice.resume,
         resume_epoch,
+        log_files: Vec::new(),
     };
     if run.resumed {
-        rewind_logs(&run, resume_epoch.unwrap_or(0))?;
+        run.log_files = rewind_logs(&run, resume_epoch.unwrap_or(0))?;
     }
     match resume_epoch {
         Some(e) => console.line(format!("resuming {} after epoch {e}", path.display())),
@@ -189,12 +193,6 @@ pub(crate) fn open_run(
     }
     Ok(run)
 }
-
-/// The run's append-only logs, whose lengths are recorded at each checkpoint.
-const APPEND_ONLY_LOGS: [&str; 2] = [
-    oml_logging::local::METRICS_CSV,
-    oml_logging::local::METRICS_JSONL,
-];
 
 /// The file recording the append-only logs' lengths when `epoch` was checkpointed.
 pub(crate) fn log_marks_path(ckpt_dir: &Path, epoch: usize) -> PathBuf {
@@ -211,29 +209,37 @@ pub(crate) fn mark_logs(
     write_atomic(marks, &log_lengths(logger, run_dir)?)
 }
 
-/// Flushes the loggers and returns the append-only logs' lengths as JSON.
+/// Flushes the loggers and returns the lengths of the files they append to as JSON, keyed by
+/// their paths (relative to `run_dir` where inside it). Both happen under the logger's lock, so
+/// no step logged meanwhile can slip in between: each length ends at a whole record.
 fn log_lengths(logger: &SharedLogger, run_dir: &Path) -> std::io::Result<Vec<u8>> {
-    let _ = logger.clone().flush();
-    let lengths: std::collections::BTreeMap<&str, u64> = APPEND_ONLY_LOGS
-        .iter()
-        .filter_map(|name| Some((*name, std::fs::metadata(run_dir.join(name)).ok()?.len())))
-        .collect();
+    let lengths: std::collections::BTreeMap<String, u64> = logger.with(|l| {
+        let _ = l.flush();
+        l.append_only_files()
+            .into_iter()
+            .filter_map(|path| {
+                let len = std::fs::metadata(&path).ok()?.len();
+                let key = path.strip_prefix(run_dir).unwrap_or(&path);
+                Some((key.to_string_lossy().into_owned(), len))
+            })
+            .collect()
+    });
     serde_json::to_vec(&lengths).map_err(std::io::Error::other)
 }
 
 /// Cuts the append-only logs back to their lengths at `epoch`'s checkpoint: what a killed run
-/// logged after it is logged again by the resumed run, so every epoch appears once.
-fn rewind_logs(run: &RunFolder, epoch: usize) -> Result<(), TrainError> {
+/// logged after it is logged again by the resumed run, so every step appears once. Returns the
+/// files it found marked, which the resumed run's loggers continue.
+fn rewind_logs(run: &RunFolder, epoch: usize) -> Result<Vec<PathBuf>, TrainError> {
     let marks = log_marks_path(&run.ckpt_dir, epoch);
     let Ok(bytes) = std::fs::read(&marks) else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let lengths: std::collections::BTreeMap<String, u64> =
         serde_json::from_slice(&bytes).map_err(|e| TrainError::io(&marks, e))?;
-    for name in APPEND_ONLY_LOGS {
-        let (Some(&len), path) = (lengths.get(name), run.path.join(name)) else {
-            continue;
-        };
+    let mut files = Vec::with_capacity(lengths.len());
+    for (name, len) in lengths {
+        let path = run.path.join(name);
         let file = match std::fs::OpenOptions::new().write(true).open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -243,8 +249,9 @@ fn rewind_logs(run: &RunFolder, epoch: usize) -> Result<(), TrainError> {
         if now > len {
             file.set_len(len).map_err(|e| TrainError::io(&path, e))?;
         }
+        files.push(path);
     }
-    Ok(())
+    Ok(files)
 }
 
 /// The validation history of a run folder (truncated to its last complete epoch).

@@ -337,6 +337,7 @@ fn killed_training_resumes_from_the_last_checkpoint() {
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run_dir.join("state.json")).unwrap()).unwrap();
     assert_eq!(state["status"], "finished");
+    assert_logs_hold_each_step_once(&run_dir, epochs as u64);
 
     // nothing lost: the same result as a run that was never interrupted
     let whole = run(
@@ -506,6 +507,42 @@ fn last_epoch_in_state(run_dir: &Path) -> u64 {
     state["last_epoch"].as_u64().unwrap()
 }
 
+/// Every scalar of a resumed run's logs appears once per step, in `metrics.csv` and in its one
+/// TensorBoard event file, and validation reached every epoch `0..=epochs` in both.
+fn assert_logs_hold_each_step_once(run_dir: &Path, epochs: u64) {
+    use oml::logging::tensorboard::{EventWhat, ValueKind, event_files, read_event_file};
+    let check = |source: &str, pairs: Vec<(String, u64)>| {
+        let mut seen = std::collections::BTreeSet::new();
+        for pair in &pairs {
+            assert!(seen.insert(pair), "{source}: {pair:?} logged twice");
+        }
+        let validated: Vec<u64> = pairs
+            .iter()
+            .filter(|(tag, _)| tag.ends_with("cmc/1"))
+            .map(|(_, step)| *step)
+            .collect();
+        assert_eq!(validated, (0..=epochs).collect::<Vec<_>>(), "{source}");
+    };
+    let csv = std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap();
+    let rows = csv.lines().skip(1).map(|line| {
+        let fields: Vec<&str> = line.split(',').collect();
+        (fields[2].to_string(), fields[1].parse().unwrap())
+    });
+    check("metrics.csv", rows.collect());
+    let files = event_files(&run_dir.join("tensorboard")).unwrap();
+    assert_eq!(files.len(), 1, "one event file per run: {files:?}");
+    let events = read_event_file(&files[0]).unwrap();
+    let scalars = events.iter().flat_map(|e| match &e.what {
+        EventWhat::Summary(values) => values
+            .iter()
+            .filter(|v| matches!(v.value, ValueKind::Scalar(_)))
+            .map(|v| (v.tag.clone(), e.step as u64))
+            .collect(),
+        _ => Vec::new(),
+    });
+    check("tensorboard", scalars.collect());
+}
+
 #[test]
 fn repeated_kill_9_never_loses_a_complete_epoch() {
     let tmp = tempfile::tempdir().unwrap();
@@ -619,6 +656,7 @@ fn repeated_kill_9_never_loses_a_complete_epoch() {
         "after {kills} kills"
     );
     assert_eq!(last_epoch_in_state(&run_dir), epochs as u64);
+    assert_logs_hold_each_step_once(&run_dir, epochs as u64);
     // and the result is an uninterrupted run's
     let whole = dir.join("whole");
     run(

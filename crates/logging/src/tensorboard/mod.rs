@@ -98,6 +98,26 @@ impl TensorBoardLogger {
         Ok(me)
     }
 
+    /// Appends to the event file `path` that an interrupted run of the same pipeline wrote
+    /// (one event file per run, however often it resumes; the pipeline has cut it back to its
+    /// last checkpoint first). A missing or empty file is replaced by a new one in its folder.
+    pub fn continuing(path: &Path) -> Result<Self, LoggerError> {
+        let interval = Self::DEFAULT_FLUSH_INTERVAL;
+        let non_empty = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0);
+        let Some(dir) = path.parent().filter(|_| non_empty) else {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            return Self::with_flush_interval(dir, interval);
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        let file = SyncFile::append(path, interval)?;
+        let flusher = Flusher::spawn(vec![file.clone()], interval)?;
+        Ok(Self {
+            file,
+            _flusher: flusher,
+            finished: false,
+        })
+    }
+
     /// The event file.
     pub fn path(&self) -> &Path {
         self.file.path()
@@ -210,6 +230,10 @@ impl PipelineLogger for TensorBoardLogger {
         }
         self.finished = true;
         self.file.sync()
+    }
+
+    fn append_only_files(&self) -> Vec<PathBuf> {
+        vec![self.path().to_path_buf()]
     }
 }
 

@@ -83,11 +83,41 @@ impl TrainError {
         }
     }
 
-    /// An I/O error on `path`.
+    /// An I/O error on `path` (named once, also when `e` names it already, as the errors of
+    /// `oml_interfaces::fs::write_atomic` do).
     pub fn io(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
-        TrainError::Io {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        }
+        let path = path.display().to_string();
+        let message = e.to_string();
+        let message = match message.strip_prefix(&path) {
+            Some(rest) if rest.starts_with(": ") => rest[2..].to_string(),
+            _ => message,
+        };
+        TrainError::Io { path, message }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_io_error_names_its_file_once() {
+        let path = std::path::Path::new("/runs/a/history.json");
+        let named = std::io::Error::other("/runs/a/history.json: No space left on device");
+        assert_eq!(
+            TrainError::io(path, named).to_string(),
+            "/runs/a/history.json: No space left on device"
+        );
+        let bare = std::io::Error::other("No space left on device");
+        assert_eq!(
+            TrainError::io(path, bare).to_string(),
+            "/runs/a/history.json: No space left on device"
+        );
+        // a message that merely starts like the path keeps it
+        let other = "/runs/a/history.json.tmp: gone";
+        assert_eq!(
+            TrainError::io(path, other).to_string(),
+            format!("/runs/a/history.json: {other}")
+        );
     }
 }

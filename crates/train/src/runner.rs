@@ -409,23 +409,28 @@ where
         .discard_partial()
         .map_err(|e| TrainError::io(&run.ckpt_dir, e))?;
     let last = last_complete_epoch(&run.ckpt_dir).unwrap_or(0);
-    write_state(
+    let state = write_state(
         &run.path,
         &RunState {
             status: Status::Running,
             config_hash: run.hash.clone(),
             last_epoch: last,
         },
-    )?;
+    );
     let mut logger = ctx.logger.clone();
-    if let Some(e) = ctx.guard.error() {
+    let failure = ctx
+        .guard
+        .error()
+        .or_else(|| result.error.map(|e| e.to_string()));
+    if let Some(e) = failure {
         let _ = logger.finish(RunStatus::Failed);
-        return Err(TrainError::Training(e));
+        // The cause comes first: on a full disk, state.json cannot be written either.
+        return Err(TrainError::Training(match state {
+            Ok(()) => e,
+            Err(then) => format!("{e}; then {then}"),
+        }));
     }
-    if let Some(e) = result.error {
-        let _ = logger.finish(RunStatus::Failed);
-        return Err(TrainError::Training(e.to_string()));
-    }
+    state?;
     if let Some(i) = result.interrupted {
         let _ = logger.finish(RunStatus::Killed);
         return Err(TrainError::Interrupted {

@@ -755,3 +755,100 @@ fn a_full_disk_stops_training_naming_the_file_and_keeps_the_last_epoch() {
         assert_eq!(mode, 0o640, "{f}: {mode:o}");
     }
 }
+
+/// A really full file system (ENOSPC, not a file-size limit): the run folder on a small tmpfs,
+/// mounted in a user and mount namespace of the test's own (no privileges needed where the
+/// kernel allows unprivileged user namespaces; the test says SKIPPED where it does not). The
+/// epoch that does not fit fails whole, naming the file that did not fit and the cause (not
+/// the `state.json` that cannot be written after it either); with room again the run resumes
+/// after the last epoch that fitted and finishes.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_really_full_file_system_keeps_the_last_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let probe = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+        .arg("mount -t tmpfs -o size=64k tmpfs \"$0\"")
+        .arg(dir)
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        println!("SKIPPED: cannot mount a tmpfs in a user namespace here");
+        return;
+    }
+    let config = train_config(dir, 100, 3, "logs_folder: full\n");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "feat_dim: 16, channels: [8, 16, 16]",
+        "feat_dim: 128, channels: [64, 128, 128]",
+    );
+    std::fs::write(&config, text).unwrap();
+    run(
+        &["train", config.to_str().unwrap(), "--stop-after-epoch", "1"],
+        dir,
+    );
+    let weights = std::fs::metadata(dir.join("runs/full/checkpoints/epoch-1/weights.bpk"))
+        .unwrap()
+        .len();
+    // Inside the namespace: `runs/` becomes a tmpfs holding a copy of the run with room for
+    // half a model more; train (it must fail at epoch 2), look, give room, train again, look.
+    let script = r#"set -u
+D="$0"; OML="$1"; C="$2"; ROOM_KIB="$3"
+cp -a "$D/runs" "$D/runs.copy"
+USED_KIB=$(du -sk "$D/runs.copy" | cut -f1)
+mount -t tmpfs -o size=$((USED_KIB + ROOM_KIB))k tmpfs "$D/runs" || exit 90
+cp -a "$D/runs.copy/." "$D/runs/"
+echo "used ${USED_KIB} KiB, room ${ROOM_KIB} KiB; $(df -k "$D/runs" | tail -1)" > "$D/full.df"
+"$OML" train "$C" > "$D/full.out" 2> "$D/full.err"; echo $? > "$D/full.rc"
+(cd "$D/runs/full/checkpoints" && find . | sort) > "$D/full.ls"
+cp "$D/runs/full/state.json" "$D/full.state"
+mount -o remount,size=256m "$D/runs" || exit 91
+"$OML" train "$C" > "$D/again.out" 2> "$D/again.err"; echo $? > "$D/again.rc"
+(cd "$D/runs/full/checkpoints" && find . | sort) > "$D/again.ls"
+"#;
+    let status = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", script])
+        .arg(dir)
+        .arg(OML)
+        .arg(&config)
+        .arg((weights / 1024 / 2).to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the namespace script failed: {status}");
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    let (rc, stderr) = (read("full.rc"), read("full.err"));
+    assert_ne!(
+        rc.trim(),
+        "0",
+        "training went on with a full disk:\n{stderr}"
+    );
+    // The disk fills in epoch 2 (its logs and figures, then whichever write comes next: the
+    // history at validation or a checkpoint record); the error names that file and the cause.
+    let run_dir = dir.join("runs/full").display().to_string();
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("Error:"))
+        .unwrap_or("");
+    let cause = error.split("No space left").next().unwrap_or("");
+    assert!(
+        error.contains("No space left")
+            && cause.contains(&run_dir)
+            && !cause.contains("state.json"),
+        "the error does not name the file and the cause ({}):\n{stderr}",
+        read("full.df")
+    );
+    let listing = read("full.ls");
+    assert!(
+        !listing.contains(".partial") && !listing.contains(".tmp"),
+        "half-written files left:\n{listing}"
+    );
+    assert!(
+        listing.contains("./epoch-1/weights.bpk") && !listing.contains("./epoch-2"),
+        "{listing}"
+    );
+    let state: serde_json::Value = serde_json::from_str(&read("full.state")).unwrap();
+    assert_eq!(state["last_epoch"], 1);
+    let (rc, stdout) = (read("again.rc"), read("again.out"));
+    assert_eq!(rc.trim(), "0", "{stdout}\n{}", read("again.err"));
+    assert!(stdout.contains("after epoch 1"), "{stdout}");
+    assert!(read("again.ls").contains("./epoch-3/weights.bpk"));
+}

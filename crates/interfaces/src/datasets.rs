@@ -93,10 +93,21 @@ pub struct ExtraData {
     pub sequences: Option<Vec<String>>,
 }
 
+impl ExtraData {
+    /// No extra columns.
+    pub const NONE: ExtraData = ExtraData {
+        categories: None,
+        sequences: None,
+    };
+}
+
 /// OML's `IBaseDataset`: a Burn dataset with per-item extra data.
 pub trait BaseDataset<I>: Dataset<I> {
-    /// The extra columns, each of length `len()`.
-    fn extra_data(&self) -> &ExtraData;
+    /// The extra columns, each of length `len()`. The default has none
+    /// ([`ExtraData::NONE`]).
+    fn extra_data(&self) -> &ExtraData {
+        &ExtraData::NONE
+    }
 }
 
 /// OML's `ILabeledDataset`.

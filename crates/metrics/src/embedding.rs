@@ -95,7 +95,94 @@ impl Default for MetricsConfig {
     }
 }
 
+/// Builders: start from [`MetricsConfig::default`] (OML's metrics) or [`MetricsConfig::none`]
+/// and set what to compute.
+///
+/// ```
+/// use oml_metrics::MetricsConfig;
+/// // cmc@1 and map@10 only
+/// let config = MetricsConfig::none().with_cmc([1]).with_map([10]);
+/// assert_eq!((config.cmc_top_k.as_slice(), config.map_top_k.as_slice()), (&[1][..], &[10][..]));
+/// assert!(config.precision_top_k.is_empty() && config.pcf_variance.is_empty());
+/// ```
 impl MetricsConfig {
+    /// No metric at all (then add the ones wanted with the `with_*` methods).
+    pub fn none() -> Self {
+        Self {
+            cmc_top_k: vec![],
+            precision_top_k: vec![],
+            map_top_k: vec![],
+            pcf_variance: vec![],
+            ..Self::default()
+        }
+    }
+
+    /// Sets the k of cmc@k.
+    pub fn with_cmc(mut self, top_k: impl IntoIterator<Item = usize>) -> Self {
+        self.cmc_top_k = top_k.into_iter().collect();
+        self
+    }
+
+    /// Sets the k of precision@k.
+    pub fn with_precision(mut self, top_k: impl IntoIterator<Item = usize>) -> Self {
+        self.precision_top_k = top_k.into_iter().collect();
+        self
+    }
+
+    /// Sets the k of map@k.
+    pub fn with_map(mut self, top_k: impl IntoIterator<Item = usize>) -> Self {
+        self.map_top_k = top_k.into_iter().collect();
+        self
+    }
+
+    /// Sets the k of ndcg@k.
+    pub fn with_ndcg(mut self, top_k: impl IntoIterator<Item = usize>) -> Self {
+        self.ndcg_top_k = top_k.into_iter().collect();
+        self
+    }
+
+    /// Sets the k of mrr@k.
+    pub fn with_mrr(mut self, top_k: impl IntoIterator<Item = usize>) -> Self {
+        self.mrr_top_k = top_k.into_iter().collect();
+        self
+    }
+
+    /// Turns MAP@R and R-precision on or off.
+    pub fn with_r_metrics(mut self, map_at_r: bool, r_precision: bool) -> Self {
+        (self.map_at_r, self.r_precision) = (map_at_r, r_precision);
+        self
+    }
+
+    /// Sets the FMR values of fnmr@fmr.
+    pub fn with_fnmr_at_fmr(mut self, fmr: impl IntoIterator<Item = f64>) -> Self {
+        self.fmr_vals = fmr.into_iter().collect();
+        self
+    }
+
+    /// Sets the variance shares of pcf.
+    pub fn with_pcf(mut self, variance: impl IntoIterator<Item = f64>) -> Self {
+        self.pcf_variance = variance.into_iter().collect();
+        self
+    }
+
+    /// Sets what precision@k gives a query without relevant items.
+    pub fn with_no_gt_precision(mut self, value: NoGtPrecision) -> Self {
+        self.no_gt_precision = value;
+        self
+    }
+
+    /// Reports OVERALL only (no per-category metrics).
+    pub fn only_overall(mut self, only: bool) -> Self {
+        self.return_only_overall_category = only;
+        self
+    }
+
+    /// Sets the kNN tuning.
+    pub fn with_knn(mut self, knn: KnnConfig) -> Self {
+        self.knn = knn;
+        self
+    }
+
     /// Checks every k is positive and every fraction lies in `[0, 1]`.
     pub fn validate(&self) -> Result<(), MetricError> {
         check_top_k("cmc_top_k", &self.cmc_top_k)?;

@@ -14,6 +14,10 @@ Markdown table; it exits non-zero when the two sides' retrieval metrics differ b
 - loss: `oml-bench loss` against `oml_losses.py`: median forward + backward step of
   TripletLossWithMiner (margin 0.2) on a 32 x 8 batch of 512-d features, per miner.
 - models: `oml-bench models` against `oml_models.py` (images/s, batches 16 and 1, 224 x 224).
+
+An AVX2-only CPU, emulated on an AVX-512 one (docs/backends.md, "Figures"): an oml-rs build
+without AVX-512 kernels passed as --bin, and PyTorch held to AVX2 by the environment
+(ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2).
 """
 import argparse, json, os, statistics, subprocess, sys, tempfile, time
 
@@ -33,7 +37,8 @@ ap.add_argument(
 )
 args = ap.parse_args()
 OML, BENCH = os.path.join(args.bin, "oml"), os.path.join(args.bin, "oml-bench")
-for b in (OML, BENCH):
+needed = ([OML] if "eval" in args.suites else []) + ([BENCH] if {"loss", "models"} & set(args.suites.split(",")) else [])
+for b in needed:
     if not os.path.exists(b):
         sys.exit(f"{b} is missing: run `cargo build -p oml-cli -p oml-bench` first (or pass --bin)")
 if not os.path.isdir(args.oml_bench_dir):

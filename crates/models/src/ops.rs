@@ -170,7 +170,7 @@ pub(crate) fn with_host<const D: usize, const E: usize, T>(
 /// Multi-head self-attention, `softmax(q·kᵀ / √head_dim) · v` per head, from a fused `qkv`
 /// projection laid out as `(3, heads, head_dim)` along its last axis (DINO's `Attention`),
 /// through Burn's `attention` (any backend, autodiff included); the heads come back merged,
-/// ready for the output projection. The host path's counterpart is [`host_attention`].
+/// ready for the output projection. The host path has its own (`host_attention`).
 ///
 /// # Shapes
 /// `[B, N, 3·C] -> [B, N, C]`.
@@ -243,7 +243,7 @@ pub(crate) fn host_attention(
 /// channels-last activations (`crate::nhwc`), for the ungrouped convolutions with explicit or
 /// no padding that the extractors use.
 ///
-/// burn-flex's convolution runs its own im2col and the GEMM kernel that [`linear`] avoids; here
+/// burn-flex's convolution runs its own im2col and the GEMM kernel that `HostLinear` avoids; here
 /// the im2col rows are gathered from the input as the host GEMM needs them and never written
 /// out. Other cases (groups, `Same` padding, training) keep Burn's path.
 ///

@@ -23,7 +23,9 @@ pub enum DeviceError {
     },
     /// The backend exists but was not compiled in.
     #[error(
-        "device `{name}` is not compiled in: rebuild with the cargo feature `{name}` (compiled: {compiled})"
+        "device `{name}` is not compiled in: rebuild with the cargo feature `{}` (compiled: {})",
+        if name == "cpu" { "flex` or `ndarray" } else { name },
+        if compiled.is_empty() { "none" } else { compiled }
     )]
     NotCompiled {
         /// The requested backend.
@@ -64,13 +66,18 @@ pub fn device_by_name(name: &str) -> Result<Device, DeviceError> {
         compiled: compiled_backends().join(", "),
     };
     match lower.as_str() {
-        "cpu" => {
-            if cfg!(feature = "flex") {
-                device_by_name("flex")
-            } else {
-                device_by_name("ndarray")
-            }
-        }
+        "cpu" => match compiled_backends()
+            .into_iter()
+            .find(|b| matches!(*b, "flex" | "ndarray"))
+        {
+            Some(cpu) => device_by_name(cpu),
+            // Name what was asked and the features that would give it, not a backend the
+            // user never named.
+            None => Err(DeviceError::NotCompiled {
+                name: "cpu".into(),
+                compiled: compiled_backends().join(", "),
+            }),
+        },
         "flex" => {
             #[cfg(feature = "flex")]
             return Ok(Device::flex());
@@ -157,6 +164,29 @@ mod tests {
     fn unknown_name_is_an_error_naming_it() {
         let err = device_by_name("tpu").unwrap_err();
         assert!(err.to_string().contains("`tpu`"), "{err}");
+    }
+
+    /// `cpu` on a build without a CPU backend (say wgpu only) names what was asked and the
+    /// features that give it, not `ndarray`.
+    #[test]
+    fn a_missing_cpu_backend_names_both_cpu_features() {
+        let err = DeviceError::NotCompiled {
+            name: "cpu".into(),
+            compiled: "wgpu".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "device `cpu` is not compiled in: rebuild with the cargo feature `flex` or `ndarray` (compiled: wgpu)"
+        );
+        let none = DeviceError::NotCompiled {
+            name: "wgpu".into(),
+            compiled: String::new(),
+        };
+        assert!(
+            none.to_string()
+                .ends_with("feature `wgpu` (compiled: none)"),
+            "{none}"
+        );
     }
 
     #[test]

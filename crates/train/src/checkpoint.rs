@@ -58,22 +58,14 @@ fn staging_dir(dir: &Path, epoch: usize) -> PathBuf {
 
 /// Epochs published in `dir` with all three records, ascending.
 pub fn complete_epochs(dir: &Path) -> Vec<usize> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let epochs: BTreeSet<usize> = entries
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name();
-            name.to_str()?.strip_prefix("epoch-")?.parse().ok()
-        })
+    published(dir)
+        .into_iter()
         .filter(|&e| {
             RECORD_KINDS
                 .iter()
                 .all(|k| record_path(dir, k, e).is_file())
         })
-        .collect();
-    epochs.into_iter().collect()
+        .collect()
 }
 
 /// The newest published epoch, if any.

@@ -155,6 +155,11 @@ impl HostConv {
         })
     }
 
+    /// Output channels.
+    pub fn out_channels(&self) -> usize {
+        self.o
+    }
+
     /// The output's NHWC dims for an NHWC input's; `None` where the input's channels differ
     /// from the layer's or the kernel does not fit in the padded input.
     pub fn out_dims(&self, [n, h, w, c]: [usize; 4]) -> Option<[usize; 4]> {

@@ -49,9 +49,9 @@ impl HostLinear {
         })
     }
 
-    /// Output features.
-    pub fn out_features(&self) -> usize {
-        self.n
+    /// `[input features, output features]`.
+    pub fn shape(&self) -> [usize; 2] {
+        [self.k, self.n]
     }
 
     /// `activation(x·W + bias + residual)` into `out` `[rows, n]` (overwritten) for row-major
@@ -107,6 +107,11 @@ impl HostLayerNorm {
             beta,
             epsilon: epsilon as f32,
         })
+    }
+
+    /// The row width.
+    pub fn width(&self) -> usize {
+        self.gamma.len()
     }
 
     /// The norm of each row of `x` (rows of the layer's width); `None` where `x` is not whole

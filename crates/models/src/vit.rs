@@ -408,13 +408,37 @@ impl HostVit {
                 })
             })
             .collect::<Option<Vec<_>>>()?;
-        Some(Self {
+        let host = Self {
             patch: HostConv::new(&net.patch_embed.proj, None)?,
             cls: host_f32(net.cls_token.val()).ok()?,
             pos: host_f32(net.pos_embed.val()).ok()?,
             blocks,
             norm: norm(&net.norm)?,
-        })
+        };
+        // The fields are public, so a network can be assembled with widths that do not chain;
+        // such a one keeps Burn's layers, and `forward`'s shape checks below then hold.
+        host.widths_chain().then_some(host)
+    }
+
+    /// Every layer's width agrees with the token width `C`, and there is a last block.
+    fn widths_chain(&self) -> bool {
+        let dim = self.cls.len();
+        let blocks_chain = self.blocks.iter().all(|b| {
+            let hidden = b.fc1.shape()[1];
+            b.heads > 0
+                && dim.is_multiple_of(b.heads)
+                && [b.norm1.width(), b.norm2.width()] == [dim; 2]
+                && b.qkv.shape() == [dim, 3 * dim]
+                && b.proj.shape() == [dim, dim]
+                && b.fc1.shape()[0] == dim
+                && b.fc2.shape() == [hidden, dim]
+        });
+        dim > 0
+            && !self.blocks.is_empty()
+            && blocks_chain
+            && self.patch.out_channels() == dim
+            && self.norm.width() == dim
+            && self.pos.len().is_multiple_of(dim)
     }
 
     /// [`VisionTransformer::forward`] of `net` (the network this was prepared from, for the
@@ -454,7 +478,9 @@ impl HostVit {
         })
         .map_err(|back| Box::new(back.0))?;
         let Some(cls) = cls else {
-            unreachable!("the input's shape was checked against the patch embedding")
+            unreachable!(
+                "the input's shape was checked against the patch embedding, the widths in `new`"
+            )
         };
         Ok(Tensor::from_data(TensorData::new(cls, [b, dim]), &device))
     }
@@ -512,7 +538,7 @@ impl HostBlock {
         [b, n]: [usize; 2],
         queries: usize,
     ) -> Option<()> {
-        let dim = self.proj.out_features();
+        let dim = self.proj.shape()[1];
         let Scratch {
             normed,
             qkv,
@@ -521,7 +547,7 @@ impl HostBlock {
         } = scratch;
         let normed_all = prefix(normed, x.len());
         self.norm1.forward_into(x, normed_all)?;
-        let qkv = prefix(qkv, x.len() / dim * self.qkv.out_features());
+        let qkv = prefix(qkv, x.len() / dim * self.qkv.shape()[1]);
         self.qkv
             .forward_into(normed_all, None, Activation::Identity, qkv)?;
         let attended = ops::host_attention(qkv, [b, n, self.heads, dim / self.heads], queries)?;
@@ -538,7 +564,7 @@ impl HostBlock {
             .forward_into(&attended, Some(x), Activation::Identity, mid)?;
         let normed = prefix(normed, mid.len());
         self.norm2.forward_into(mid, normed)?;
-        let hidden = prefix(hidden, mid.len() / dim * self.fc1.out_features());
+        let hidden = prefix(hidden, mid.len() / dim * self.fc1.shape()[1]);
         self.fc1
             .forward_into(normed, None, Activation::Gelu, hidden)?;
         self.fc2

@@ -232,6 +232,50 @@ fn product(c: MatMut<'_, f32>, a: MatRef<'_, f32>, b: MatRef<'_, f32>) {
     faer::linalg::matmul::matmul(c, Accum::Replace, a, b, 1.0, par);
 }
 
+/// Lanes of the host sums below: a single running `f32` sum cannot be reordered (vectorised) by
+/// the compiler, 16 independent ones can (one AVX-512 vector, two AVX2 ones).
+const LANES: usize = 16;
+
+/// `Σ f(a_k, b_k)` over `min(len)` values, summed in [`LANES`] lanes.
+#[inline(always)]
+fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    // Same lengths first, so that the chunks and the tails pair up.
+    let n = a.len().min(b.len());
+    let (ca, cb) = (a[..n].chunks_exact(LANES), b[..n].chunks_exact(LANES));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(&p, &q)| f(p, q))
+        .sum();
+    let mut acc = [0.0f32; LANES];
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] += f(x[l], y[l]);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `Σ a_k`, in 16 lanes so that it vectorises (inlined, so that it does so for the widest
+/// vectors of a caller compiled for them, e.g. through `pulp`).
+#[inline(always)]
+pub fn sum(a: &[f32]) -> f32 {
+    lane_sum(a, a, |p, _| p)
+}
+
+/// `Σ a_k²`, in 16 lanes (see [`sum`]).
+#[inline(always)]
+pub fn squared_norm(a: &[f32]) -> f32 {
+    lane_sum(a, a, |p, _| p * p)
+}
+
+/// `Σ (a_k − b_k)²` over `min(len)` values, in 16 lanes (see [`sum`]).
+#[inline(always)]
+pub fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
+    lane_sum(a, b, |p, q| (p - q) * (p - q))
+}
+
 /// Multiply-adds under which a product runs on one thread (8 Mi: sharing smaller products costs
 /// more in synchronisation than it saves; not tuned).
 const PARALLEL_WORK: usize = 1 << 23;
@@ -335,6 +379,30 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lane sums against `f64` sums, for lengths around the lane count (tail only, whole
+    /// lanes, both) and vectors of different lengths.
+    #[test]
+    fn lane_sums_match_plain_sums() {
+        for n in [0usize, 1, 15, 16, 17, 40, 100] {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..n + 3).map(|i| (i as f32 * 0.11).cos()).collect();
+            let close =
+                |got: f32, want: f64| (got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs());
+            let plain = |f: &dyn Fn(f64, f64) -> f64| -> f64 {
+                a.iter().zip(&b).map(|(&p, &q)| f(p as f64, q as f64)).sum()
+            };
+            let s: f64 = a.iter().map(|&v| v as f64).sum();
+            let sq: f64 = a.iter().map(|&v| (v as f64).powi(2)).sum();
+            assert!(close(sum(&a), s), "sum, {n}");
+            assert!(close(squared_norm(&a), sq), "squared_norm, {n}");
+            let want = plain(&|p, q| (p - q).powi(2));
+            assert!(
+                close(squared_distance(&a, &b), want),
+                "squared_distance, {n}"
+            );
+        }
+    }
 
     #[test]
     fn on_off_words() {

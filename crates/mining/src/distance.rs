@@ -97,42 +97,6 @@ pub(crate) fn host_self_distances(x: &Tensor<2>) -> Vec<f32> {
     host_self_cdist(&host_f32(x), b, d)
 }
 
-/// Lanes of the host sums: a single running `f32` sum cannot be reordered (vectorised) by the
-/// compiler, 16 independent ones can.
-const LANES: usize = 16;
-
-/// `Σ (a_k − b_k)²` over `min(len)` values, summed in [`LANES`] lanes.
-pub(crate) fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(p, q)| (p - q) * (p - q))
-        .sum();
-    let mut acc = [0.0f32; LANES];
-    for (x, y) in ca.zip(cb) {
-        for l in 0..LANES {
-            let d = x[l] - y[l];
-            acc[l] += d * d;
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// `Σ a_k²`, summed in [`LANES`] lanes.
-fn squared_norm(a: &[f32]) -> f32 {
-    let chunks = a.chunks_exact(LANES);
-    let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
-    let mut acc = [0.0f32; LANES];
-    for x in chunks {
-        for l in 0..LANES {
-            acc[l] += x[l] * x[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
 /// [`self_cdist`] of `b` row-major rows of dimension `d` on the host.
 pub(crate) fn host_self_cdist(x: &[f32], b: usize, d: usize) -> Vec<f32> {
     let safe_sqrt = host_safe_sqrt;
@@ -151,7 +115,7 @@ pub(crate) fn host_self_cdist(x: &[f32], b: usize, d: usize) -> Vec<f32> {
         }
         return out;
     }
-    let norms: Vec<f32> = (0..b).map(|i| squared_norm(row(i))).collect();
+    let norms: Vec<f32> = (0..b).map(|i| cpu::squared_norm(row(i))).collect();
     if cpu::matmul_nt(x, x, d, &mut out).is_err() {
         // Unreachable: `x` is the `[b, d]` tensor's own data and `out` is `b × b`.
         return vec![f32::NAN; b * b];

@@ -3,6 +3,8 @@
 //! simple loops that the compiler vectorises for the widest vectors the CPU has, through
 //! [`pulp`]'s run-time dispatch.
 
+use oml_interfaces::cpu;
+
 /// The activation applied last in an [`Epilogue`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Activation {
@@ -90,7 +92,7 @@ impl pulp::WithSimd for Softmax<'_> {
             for v in row.iter_mut() {
                 *v = exp_neg(self.scale * (max - *v));
             }
-            let inv = 1.0 / sum16(row);
+            let inv = 1.0 / cpu::sum(row);
             for v in row.iter_mut() {
                 *v *= inv;
             }
@@ -116,19 +118,11 @@ impl pulp::WithSimd for LayerNormRows<'_> {
     fn with_simd<S: pulp::Simd>(self, _: S) {
         let d = self.gamma.len();
         for (src, dst) in self.x.chunks_exact(d).zip(self.out.chunks_exact_mut(d)) {
-            let mean = sum16(src) / d as f32;
+            let mean = cpu::sum(src) / d as f32;
             for (o, &v) in dst.iter_mut().zip(src) {
                 *o = v - mean;
             }
-            let (lanes, tail) = dst.as_chunks::<16>();
-            let mut acc = [0f32; 16];
-            for chunk in lanes {
-                for (a, &v) in acc.iter_mut().zip(chunk) {
-                    *a += v * v;
-                }
-            }
-            let squares = acc.iter().sum::<f32>() + tail.iter().map(|v| v * v).sum::<f32>();
-            let inv = 1.0 / (squares / d as f32 + self.epsilon).sqrt();
+            let inv = 1.0 / (cpu::squared_norm(dst) / d as f32 + self.epsilon).sqrt();
             for (o, &g) in dst.iter_mut().zip(self.gamma) {
                 *o *= inv * g;
             }
@@ -139,19 +133,6 @@ impl pulp::WithSimd for LayerNormRows<'_> {
             }
         }
     }
-}
-
-/// The sum of `row` in 16 lanes, so that it vectorises (a sequential float reduction does not).
-#[inline(always)]
-fn sum16(row: &[f32]) -> f32 {
-    let (lanes, tail) = row.as_chunks::<16>();
-    let mut acc = [0f32; 16];
-    for chunk in lanes {
-        for (a, &v) in acc.iter_mut().zip(chunk) {
-            *a += v;
-        }
-    }
-    acc.iter().sum::<f32>() + tail.iter().sum::<f32>()
 }
 
 /// PyTorch's exact GELU, `½·x·(1 + erf(x/√2))`, in a form the compiler vectorises (no calls,

@@ -11,9 +11,10 @@ use std::collections::BTreeMap;
 
 use crate::distance::{
     host_f32, host_safe_sqrt, host_self_cdist, index_tensor, loss_self_cdist, rowwise_distances,
-    scalar_log, squared_distance,
+    scalar_log,
 };
 use crate::miners::{AllTripletsMiner, HardTripletsMiner, Miner, all::AnchorLists};
+use oml_interfaces::cpu::squared_distance;
 
 /// Validates OML's `margin is None or margin > 0`.
 pub(crate) fn check_margin(margin: Option<f64>) -> Result<(), LossError> {

@@ -1,6 +1,6 @@
 //! `oml-bench`: benchmarks of oml-rs. Each measurement prints one JSON line on stdout:
 //! `{"suite": ..., "params": {...}, "median_s": x, "runs": n}`. Side-by-side figures against
-//! OML 4.0 come from running `shared/bench/*.py` on the same inputs in the same session.
+//! OML 4.0 come from running `crates/bench/python/oml/*.py` on the same inputs in the same session.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -66,6 +66,8 @@ fn render_table(path: &std::path::Path) -> Result<String> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // Warnings on stderr (the bench runs no Learner, so no experiment log is switched on).
+    let _log = oml::train::applog::install();
     if let Suite::Table { path } = &cli.suite {
         print!("{}", render_table(path)?);
         return Ok(());

@@ -10,6 +10,16 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod commands;
 
+/// The process's application log (warnings on stderr; each run's `experiment.log`), set up
+/// before any command runs.
+static RUN_LOG: std::sync::OnceLock<Option<oml::train::applog::RunLog>> =
+    std::sync::OnceLock::new();
+
+/// The application log, if this process could install it.
+pub(crate) fn run_log() -> Option<&'static oml::train::applog::RunLog> {
+    RUN_LOG.get().and_then(Option::as_ref)
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "oml",
@@ -45,6 +55,7 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    RUN_LOG.get_or_init(oml::train::applog::install);
     // A bad OML_CPU_FAST_PATH is an error even when the flag decides.
     let from_env = oml::interfaces::cpu::policy_from_env()?;
     if let Some(on) = cli.cpu_fast_path.or(from_env) {

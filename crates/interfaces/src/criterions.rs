@@ -103,6 +103,17 @@ impl LossOutput {
             .map(|(k, v)| (k.clone(), v.clone().into_scalar::<f64>()))
             .collect()
     }
+
+    /// `self` when its loss is one value, as training needs (reduction `mean` or `sum`).
+    pub fn reduced(self) -> Result<Self, LossError> {
+        match self.loss.dims() {
+            [1] => Ok(self),
+            dims => Err(LossError::Shape(format!(
+                "the training loss must be reduced to one value (reduction mean or sum), got \
+                 shape {dims:?}"
+            ))),
+        }
+    }
 }
 
 /// A metric-learning criterion: features and labels → loss (OML's `ITripletLossWithMiner` and

@@ -61,6 +61,8 @@ pub mod device;
 pub mod fs;
 #[cfg(feature = "golden")]
 pub mod golden;
+#[cfg(feature = "learner")]
+pub mod learner;
 pub mod loggers;
 pub mod metrics;
 pub mod miners;

@@ -42,6 +42,9 @@ pub enum MiningError {
     /// Mining yielded no triplet where at least one was required.
     #[error("the miner selected no triplet: {0}")]
     Empty(String),
+    /// The features could not be read from the device (a miner that mines on the host).
+    #[error("reading the features from the device failed: {0}")]
+    Read(String),
 }
 
 /// Index triplets into the batch: `(anchor[i], positive[i], negative[i])` for each `i`.

@@ -10,6 +10,8 @@
 //!   per category, keep per-query values); [`evaluate`] does the same in one call.
 //! - [`fnmr`]: fnmr@fmr over every (query, gallery) pair without retrieving the gallery.
 //! - [`RowCollector`]: the rows of `n` items given in batches, in any order, first occurrence wins.
+//! - `learner` (feature `learner`): the same metrics as Burn `Metric`s, computed over each
+//!   validation epoch of any `SupervisedTraining`.
 //!
 //! Deviations from OML 4.0 are deliberate and listed in `docs/metrics.md`: precision@k of a
 //! query without relevant items is 0 (OML: NaN; [`NoGtPrecision::Nan`] restores it), and ties
@@ -39,6 +41,8 @@ pub mod embedding;
 pub mod fnmr;
 pub mod functional;
 mod keys;
+#[cfg(feature = "learner")]
+pub mod learner;
 pub mod pcf;
 pub mod rows;
 

@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use oml_interfaces::device::DeviceCount;
 use oml_interfaces::registry::ArgsError;
 pub use oml_interfaces::registry::Named;
 use serde::de::DeserializeOwned;
@@ -182,9 +183,9 @@ pub struct TrainConfig {
     /// `false` for Burn's ops alone. The CLI's `--cpu-fast-path` and `OML_CPU_FAST_PATH` win.
     #[serde(default)]
     pub cpu_fast_path: Option<bool>,
-    /// Number of devices (data-parallel on more than one).
+    /// Number of devices (data-parallel on more than one), `all` or -1 for every GPU.
     #[serde(default)]
-    pub devices: Option<usize>,
+    pub devices: Option<DeviceCount>,
     /// Only 32 (float32) is supported.
     #[serde(default = "default_precision")]
     pub precision: u32,
@@ -289,7 +290,7 @@ pub struct ValidateConfig {
     pub cpu_fast_path: Option<bool>,
     /// Number of devices (inference uses the first).
     #[serde(default)]
-    pub devices: Option<usize>,
+    pub devices: Option<DeviceCount>,
     /// Only 32.
     #[serde(default = "default_precision")]
     pub precision: u32,
@@ -349,7 +350,7 @@ pub struct PredictConfig {
     pub cpu_fast_path: Option<bool>,
     /// Number of devices (inference uses the first).
     #[serde(default)]
-    pub devices: Option<usize>,
+    pub devices: Option<DeviceCount>,
     /// Only 32.
     #[serde(default = "default_precision")]
     pub precision: u32,

@@ -51,10 +51,11 @@
 //! let model = MetricLearner::new(extractor, criterion.build(&device)?).fork(&device.clone().autodiff()).train();
 //! let images = Tensor::<4>::random([4, 3, 28, 28], burn::tensor::Distribution::Default, &device.autodiff());
 //! let out = model.step(TrainBatch { images, labels: vec![0, 0, 1, 1], epoch: 1 });
-//! assert!(out.item.loss.into_scalar::<f32>() >= 0.0);
+//! assert!(out.item.step.loss.into_scalar::<f32>() >= 0.0);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod applog;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

@@ -4,15 +4,14 @@
 //! weights) is saved, restored and optimised with the extractor, as OML passes both parameter
 //! groups to its optimizer. A criterion without parameters is wrapped in [`ParameterFree`].
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use burn::module::ModuleDisplay;
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::train::metric::{Adaptor, LossInput};
-use burn::train::{InferenceStep, Interrupter, ItemLazy, TrainOutput, TrainStep};
+use burn::train::{InferenceStep, ItemLazy, TrainOutput, TrainStep};
 use burn_std::ExecutionError;
+pub use oml_interfaces::learner::{EmbeddingOutput, StepGuard, StepOutput};
 use oml_interfaces::{Criterion, Extractor, Freezable, LossError, LossOutput};
 
 /// One training batch: images, their labels on the host, and the (1-based) epoch it belongs to.
@@ -35,70 +34,36 @@ pub struct InferBatch {
     pub indices: Vec<usize>,
 }
 
-/// What a training step reports: the loss, the criterion's logs, the epoch.
+/// What a training step of this crate's learners reports: the criterion's [`StepOutput`]
+/// (loss and logs), the epoch, and whether the backbone was frozen.
 #[derive(Debug, Clone)]
-pub struct StepOutput {
-    /// The reduced loss, `[1]` (detached once synced).
-    pub loss: Tensor<1>,
-    /// The criterion's logs (`active_tri`, `pos_dist`, …), `[1]` each.
-    pub logs: BTreeMap<String, Tensor<1>>,
+pub struct EpochStepOutput {
+    /// The loss and the criterion's logs.
+    pub step: StepOutput,
     /// 1-based epoch of the batch.
     pub epoch: usize,
     /// Whether the backbone was frozen for this step.
     pub frozen: bool,
 }
 
-impl ItemLazy for StepOutput {
+impl ItemLazy for EpochStepOutput {
     fn sync(self) -> Result<Self, ExecutionError> {
-        self.loss.device().flush()?;
-        Ok(StepOutput {
-            loss: self.loss.without_autodiff(),
-            logs: self
-                .logs
-                .into_iter()
-                .map(|(k, v)| (k, v.without_autodiff()))
-                .collect(),
-            epoch: self.epoch,
-            frozen: self.frozen,
+        Ok(EpochStepOutput {
+            step: self.step.sync()?,
+            ..self
         })
     }
 }
 
-impl Adaptor<LossInput> for StepOutput {
+impl Adaptor<LossInput> for EpochStepOutput {
     fn adapt(&self) -> LossInput {
-        LossInput::new(self.loss.clone())
-    }
-}
-
-/// What an inference step reports: embeddings and the dataset indices they belong to.
-#[derive(Debug, Clone)]
-pub struct EmbeddingOutput {
-    /// `[B, D]`.
-    pub embeddings: Tensor<2>,
-    /// Dataset index of each row.
-    pub indices: Vec<usize>,
-}
-
-impl ItemLazy for EmbeddingOutput {
-    fn sync(self) -> Result<Self, ExecutionError> {
-        self.embeddings.device().flush()?;
-        Ok(EmbeddingOutput {
-            embeddings: self.embeddings.without_autodiff(),
-            indices: self.indices,
-        })
+        self.step.adapt()
     }
 }
 
 /// Identity adaptor: metrics of this crate take the whole output.
-impl Adaptor<EmbeddingOutput> for EmbeddingOutput {
-    fn adapt(&self) -> EmbeddingOutput {
-        self.clone()
-    }
-}
-
-/// Identity adaptor: metrics of this crate take the whole output.
-impl Adaptor<StepOutput> for StepOutput {
-    fn adapt(&self) -> StepOutput {
+impl Adaptor<EpochStepOutput> for EpochStepOutput {
+    fn adapt(&self) -> EpochStepOutput {
         self.clone()
     }
 }
@@ -131,51 +96,6 @@ impl Criterion for ParameterFree {
 
     fn forward(&self, features: Tensor<2>, labels: &[i64]) -> Result<LossOutput, LossError> {
         self.inner.forward(features, labels)
-    }
-}
-
-/// Where a failed training step leaves its error: `TrainStep::step` cannot return one, so the
-/// step records it here, stops the run through the `Interrupter`, and the pipeline reports it.
-#[derive(Clone, Default)]
-pub struct StepGuard {
-    error: Arc<Mutex<Option<String>>>,
-    interrupter: Option<Interrupter>,
-}
-
-impl std::fmt::Debug for StepGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StepGuard")
-            .field("error", &self.error())
-            .finish()
-    }
-}
-
-impl StepGuard {
-    /// A guard that stops training through `interrupter` on the first failed step.
-    pub fn new(interrupter: Interrupter) -> Self {
-        Self {
-            error: Arc::default(),
-            interrupter: Some(interrupter),
-        }
-    }
-
-    /// Records the first failure and asks the run to stop.
-    pub fn fail(&self, message: String) {
-        let mut slot = self.error.lock().unwrap_or_else(PoisonError::into_inner);
-        if slot.is_none() {
-            *slot = Some(message.clone());
-        }
-        if let Some(i) = &self.interrupter {
-            i.stop(Some(&message));
-        }
-    }
-
-    /// The first failure, if any.
-    pub fn error(&self) -> Option<String> {
-        self.error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
     }
 }
 
@@ -246,14 +166,7 @@ where
         } else {
             self.extractor.extract(batch.images.clone())
         };
-        let out = self.criterion.forward(embeddings, &batch.labels)?;
-        if out.loss.dims() != [1] {
-            return Err(LossError::Shape(format!(
-                "the training loss must be reduced to one value (reduction mean or sum), got shape {:?}",
-                out.loss.dims()
-            )));
-        }
-        Ok(out)
+        self.criterion.forward(embeddings, &batch.labels)?.reduced()
     }
 }
 
@@ -263,36 +176,23 @@ where
     C: Criterion + Module + ModuleDisplay + 'static,
 {
     type Input = TrainBatch;
-    type Output = StepOutput;
+    type Output = EpochStepOutput;
 
-    fn step(&self, batch: TrainBatch) -> TrainOutput<StepOutput> {
-        let frozen = self.is_frozen_in(batch.epoch);
-        match self.forward_loss(&batch, frozen) {
-            Ok(out) => {
-                let grads = out.loss.backward();
-                let item = StepOutput {
-                    loss: out.loss,
-                    logs: out.logs,
-                    epoch: batch.epoch,
-                    frozen,
-                };
-                TrainOutput::new(self, grads, item)
-            }
-            Err(e) => {
-                self.guard
-                    .fail(format!("training step of epoch {}: {e}", batch.epoch));
-                let device = batch.images.device();
-                let item = StepOutput {
-                    loss: Tensor::zeros([1], &device),
-                    logs: BTreeMap::new(),
-                    epoch: batch.epoch,
-                    frozen,
-                };
-                TrainOutput {
-                    grads: GradientsParams::new(),
-                    item,
-                }
-            }
+    fn step(&self, batch: TrainBatch) -> TrainOutput<EpochStepOutput> {
+        let (epoch, frozen) = (batch.epoch, self.is_frozen_in(batch.epoch));
+        let result = self
+            .forward_loss(&batch, frozen)
+            .map_err(|e| format!("epoch {epoch}: {e}"));
+        let out = self
+            .guard
+            .train_output(self, result, &batch.images.device());
+        TrainOutput {
+            grads: out.grads,
+            item: EpochStepOutput {
+                step: out.item,
+                epoch,
+                frozen,
+            },
         }
     }
 }

@@ -35,6 +35,7 @@ use oml_datasets::images::{
     RetrievalDatasets, retrieval_image_datasets, retrieval_image_datasets_without_broken,
 };
 use oml_datasets::transforms::Pipeline as Transforms;
+use oml_interfaces::device::DeviceCount;
 use oml_interfaces::{
     BaseDataset, BatchSampler, MetricsReport, PipelineLogger, QueryGalleryDataset, RgbImage,
 };
@@ -43,6 +44,7 @@ use oml_models::ExtractorConfig;
 use oml_sampling::PkDataLoader;
 use serde_json::Value;
 
+use crate::applog::ExperimentLog;
 use crate::config::{
     ExtractorSection, Mode, NamedArgs, PrepareData, RunOptions, Scheduling, resolve,
 };
@@ -50,7 +52,7 @@ use crate::data::{MetricArgs, embed_dataset, prepare_data};
 use crate::error::TrainError;
 use crate::history::{EpochRecord, History};
 use crate::loaders::{ChunkLoader, EpochTagged, EveryNthEpoch, MakeBatch, ToTrainBatch};
-use crate::model::{EmbeddingOutput, StepGuard, StepOutput};
+use crate::model::{EmbeddingOutput, EpochStepOutput, StepGuard};
 use crate::optim::{build_optimizer, build_scheduler};
 use crate::progress::Console;
 use crate::runner::{
@@ -60,34 +62,22 @@ use crate::runner::{
 use crate::validation::{Embeddings, OnEpoch, ValidationHub, summary_line};
 
 /// Devices of a config: the backend by name (`flag`, else `accelerator`, else the default),
-/// `devices` of them (the same CPU device for CPU backends, GPUs 0..n for wgpu). A config's
+/// `devices` of them ([`oml_interfaces::device::select_devices`]: distinct GPUs, an error when
+/// there are fewer; `devices` handles of the one CPU device on CPU backends). A config's
 /// `cpu_fast_path` fixes the CPU fast path unless the CLI flag or `OML_CPU_FAST_PATH` already did.
 pub fn select_devices(
     flag: Option<&str>,
     accelerator: Option<&str>,
-    devices: Option<usize>,
+    devices: Option<DeviceCount>,
     cpu_fast_path: Option<bool>,
 ) -> Result<Vec<Device>, TrainError> {
     if let Some(on) = cpu_fast_path {
         oml_interfaces::cpu::prefer(on);
     }
-    let name = flag.or(accelerator);
-    let first = oml_interfaces::device::select_device(name)?;
-    let n = devices.unwrap_or(1);
-    if n == 0 {
-        return Err(TrainError::config("devices", "must be at least 1"));
-    }
-    let is_gpu =
-        name.is_some_and(|n| matches!(n.trim().to_ascii_lowercase().as_str(), "wgpu" | "gpu"));
-    Ok((0..n)
-        .map(|i| {
-            if i == 0 || !is_gpu {
-                first.clone()
-            } else {
-                oml_interfaces::device::wgpu_device(i).unwrap_or_else(|| first.clone())
-            }
-        })
-        .collect())
+    Ok(oml_interfaces::device::select_devices(
+        flag.or(accelerator),
+        devices.unwrap_or_default(),
+    )?)
 }
 
 /// The keys every training config has, borrowed from it.
@@ -96,7 +86,7 @@ pub(crate) struct Common<'a> {
     pub seed: u64,
     pub precision: u32,
     pub accelerator: Option<&'a str>,
-    pub devices: Option<usize>,
+    pub devices: Option<DeviceCount>,
     pub cpu_fast_path: Option<bool>,
     pub dataset_root: &'a Path,
     pub dataframe_name: &'a str,
@@ -230,7 +220,7 @@ pub(crate) fn check_output_dir(dir: &Path, key: &str) -> Result<(), TrainError> 
 pub(crate) struct InferenceKeys<'a> {
     pub precision: u32,
     pub accelerator: Option<&'a str>,
-    pub devices: Option<usize>,
+    pub devices: Option<DeviceCount>,
     pub cpu_fast_path: Option<bool>,
     pub extractor: &'a ExtractorSection,
     /// The batch size's key and value.
@@ -525,6 +515,7 @@ pub(crate) struct Session {
     pub interrupter: Interrupter,
     pub guard: StepGuard,
     pub console: Console,
+    experiment_log: Option<ExperimentLog>,
     devices: Vec<Device>,
     max_epochs: usize,
     stop_after_epoch: Option<usize>,
@@ -574,6 +565,7 @@ impl Session {
             guard: StepGuard::new(interrupter.clone()),
             interrupter,
             console,
+            experiment_log: opts.experiment_log.clone(),
             devices: plan.devices.clone(),
             max_epochs: c.max_epochs,
             stop_after_epoch: opts.stop_after_epoch,
@@ -618,7 +610,7 @@ impl Session {
     ) -> Result<usize, TrainError>
     where
         M: LearnerModel
-            + TrainStep<Output = StepOutput>
+            + TrainStep<Output = EpochStepOutput>
             + InferenceStep<Input = V, Output = EmbeddingOutput>,
         V: Send + 'static,
     {
@@ -667,6 +659,7 @@ impl Session {
             history: self.recorder.history.clone(),
             logger: self.recorder.logger.clone(),
             console: self.console.clone(),
+            experiment_log: self.experiment_log.clone(),
             loss_name: loss_name.to_string(),
             batches_per_epoch,
             save,

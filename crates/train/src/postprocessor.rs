@@ -16,14 +16,14 @@ use std::sync::{Arc, Mutex};
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::{Dataset, DatasetError as BurnDatasetError};
 use burn::module::ModuleDisplay;
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 use oml_datasets::batch::{ImageBatch, ImageBatcher};
 use oml_datasets::images::{ImageItem, ImageQueryGalleryLabeledDataset, RetrievalDatasets};
 use oml_datasets::transforms::Pipeline as Transforms;
 use oml_interfaces::{
-    BatchSampler, Freezable, LabeledDataset, MetricsReport, PairwiseModel, RetrievalError,
+    BatchSampler, Freezable, LabeledDataset, LossOutput, MetricsReport, PairwiseModel,
+    RetrievalError,
 };
 use oml_metrics::{EvalHooks, Evaluation, MetricsConfig, QueryGalleryMeta, evaluate};
 use oml_mining::PairsMiner;
@@ -41,7 +41,7 @@ use crate::data::{embed_dataset, transforms, validation_meta, worst_query_figure
 use crate::error::TrainError;
 use crate::extractor::{self, ExtractorConfig};
 use crate::loaders::{MakeBatch, ToTrainBatch};
-use crate::model::{EmbeddingOutput, StepGuard, StepOutput};
+use crate::model::{EmbeddingOutput, EpochStepOutput, StepGuard};
 use crate::pipeline::{Common, Plan, Scorer, Session, Validation, check_freeze, common_keys};
 use crate::predict::write_npy_f32;
 use crate::rundir::fingerprint;
@@ -70,7 +70,7 @@ pub struct PostprocessorConfig {
     pub cpu_fast_path: Option<bool>,
     /// Number of devices.
     #[serde(default)]
-    pub devices: Option<usize>,
+    pub devices: Option<oml_interfaces::device::DeviceCount>,
     /// Only 32.
     #[serde(default = "crate::config::default_precision")]
     pub precision: u32,
@@ -283,31 +283,42 @@ where
     P: PairwiseModel + Freezable + ModuleDisplay + Clone + 'static,
 {
     type Input = PairTrainBatch;
-    type Output = StepOutput;
+    type Output = EpochStepOutput;
 
-    fn step(&self, batch: PairTrainBatch) -> TrainOutput<StepOutput> {
-        let frozen = batch.epoch <= self.freeze_n_epochs;
+    fn step(&self, batch: PairTrainBatch) -> TrainOutput<EpochStepOutput> {
+        let (epoch, frozen) = (batch.epoch, batch.epoch <= self.freeze_n_epochs);
         let device = batch.inputs.device();
-        let fail = |msg: String| {
-            self.guard
-                .fail(format!("training step of epoch {}: {msg}", batch.epoch));
-            let item = StepOutput {
-                loss: Tensor::zeros([1], &device),
-                logs: Default::default(),
-                epoch: batch.epoch,
+        let out = self.guard.train_output(
+            self,
+            self.pair_loss(batch, frozen)
+                .map_err(|e| format!("epoch {epoch}: {e}")),
+            &device,
+        );
+        TrainOutput {
+            grads: out.grads,
+            item: EpochStepOutput {
+                step: out.item,
+                epoch,
                 frozen,
-            };
-            TrainOutput {
-                grads: GradientsParams::new(),
-                item,
-            }
-        };
+            },
+        }
+    }
+}
+
+impl<P> PairwiseLearner<P>
+where
+    P: PairwiseModel + Freezable + Clone,
+{
+    /// Mines the batch's pairs and scores them: the binary cross-entropy of "is a negative
+    /// pair", and the number of pairs as a log.
+    fn pair_loss(&self, batch: PairTrainBatch, frozen: bool) -> Result<LossOutput, String> {
+        let device = batch.inputs.device();
         let pairs = match PairsMiner::new(self.hard_pairs_mining)
             .sample(&batch.embeddings.clone().detach(), &batch.labels)
         {
             Ok(p) if !p.is_empty() => p,
-            Ok(_) => return fail("no pair was mined".into()),
-            Err(e) => return fail(e.to_string()),
+            Ok(_) => return Err("no pair was mined".into()),
+            Err(e) => return Err(e.to_string()),
         };
         let index = |ids: &[usize]| {
             Tensor::<1, Int>::from_data(
@@ -336,22 +347,12 @@ where
             logits,
             Tensor::from_data(TensorData::new(targets, [n]), &device),
         );
-        let grads = loss.backward();
         let mut logs = std::collections::BTreeMap::new();
         logs.insert(
             "n_pairs".to_string(),
             Tensor::from_data(TensorData::new(vec![n as f32], [1]), &device),
         );
-        TrainOutput::new(
-            self,
-            grads,
-            StepOutput {
-                loss,
-                logs,
-                epoch: batch.epoch,
-                frozen,
-            },
-        )
+        Ok(LossOutput { loss, logs })
     }
 }
 

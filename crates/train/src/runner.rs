@@ -17,13 +17,14 @@ use burn::train::{
 use oml_interfaces::{MetricsReport, PipelineLogger, RgbImage, RunStatus};
 use oml_logging::{LearnerBridge, SharedLogger};
 
+use crate::applog::ExperimentLog;
 use crate::checkpoint::{
     EpochStore, EveryEpoch, LOG_MARKS_FILE, StageExtras, WEIGHTS_FILE, discard_partial, epoch_dir,
     last_complete_epoch, migrate_flat_layout, record_path, write_atomic,
 };
 use crate::error::TrainError;
 use crate::history::History;
-use crate::model::{EmbeddingOutput, StepGuard, StepOutput};
+use crate::model::{EmbeddingOutput, EpochStepOutput, StepGuard};
 use crate::progress::{Console, ProgressRenderer};
 use crate::rundir::{RunState, Status, choose_run_dir, write_state};
 use crate::validation::{RetrievalValidation, StepLogs, ValidationHub};
@@ -81,6 +82,9 @@ pub struct TrainOptions {
     /// Stop once this epoch is checkpointed, early in the next one, as a kill would (for
     /// tests and time-boxed runs); re-running resumes. `None`: train to `max_epochs`.
     pub stop_after_epoch: Option<usize>,
+    /// Installs the run's `experiment.log` ([`crate::applog`]); `None`: Burn's own installer,
+    /// which works for the first run of a process that has no log subscriber yet.
+    pub experiment_log: Option<ExperimentLog>,
 }
 
 impl Default for TrainOptions {
@@ -94,6 +98,7 @@ impl Default for TrainOptions {
             resume: true,
             console: Console::quiet(),
             stop_after_epoch: None,
+            experiment_log: None,
         }
     }
 }
@@ -316,6 +321,7 @@ pub(crate) struct FitContext<'a, M> {
     pub history: Arc<Mutex<History>>,
     pub logger: SharedLogger,
     pub console: Console,
+    pub experiment_log: Option<ExperimentLog>,
     pub loss_name: String,
     pub batches_per_epoch: usize,
     /// Saves the model as `--weights` loads it, into each epoch's folder.
@@ -350,7 +356,7 @@ pub(crate) fn fit<M>(
     hub: Arc<Mutex<ValidationHub>>,
 ) -> Result<usize, TrainError>
 where
-    M: LearnerModel + TrainStep<Output = StepOutput> + InferenceStep<Output = EmbeddingOutput>,
+    M: LearnerModel + TrainStep<Output = EpochStepOutput> + InferenceStep<Output = EmbeddingOutput>,
 {
     let run = ctx.run;
     let start = run.resume_epoch.unwrap_or(0);
@@ -388,6 +394,10 @@ where
         .with_interrupter(ctx.interrupter.clone())
         .renderer(Box::new(ProgressRenderer::new(ctx.console.clone())))
         .with_metric_logger(LearnerBridge::new(ctx.logger.clone()).with_batch_interval(0));
+    if let Some(log) = &ctx.experiment_log {
+        training =
+            training.with_application_logger(Some(log.installer(&run.path.join("experiment.log"))));
+    }
     if ctx.devices.len() > 1 {
         training = training.with_training_strategy(TrainingStrategy::Default(
             ExecutionStrategy::multi(ctx.devices.to_vec(), MultiDeviceOptim::OptimMainDevice),

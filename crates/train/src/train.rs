@@ -282,7 +282,7 @@ pub fn train(config: &TrainConfig, opts: TrainOptions) -> Result<TrainOutcome, T
     let guard = session.guard.clone();
     let convert: ToTrainBatch<ImageBatch> = Arc::new(move |b: ImageBatch, epoch| {
         let labels = b.labels.unwrap_or_else(|| {
-            guard.fail("a training batch has no labels".into());
+            guard.fail("a training batch has no labels");
             vec![0; b.indices.len()]
         });
         TrainBatch {

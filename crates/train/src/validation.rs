@@ -16,7 +16,7 @@ use oml_interfaces::{MetricsReport, PipelineLogger};
 use oml_metrics::{MetricError, RowCollector};
 
 use crate::error::TrainError;
-use crate::model::{EmbeddingOutput, StepGuard, StepOutput};
+use crate::model::{EmbeddingOutput, EpochStepOutput, StepGuard};
 
 /// Embeddings on the host, one row per dataset item.
 #[derive(Debug, Clone, PartialEq)]
@@ -236,7 +236,7 @@ impl<L: PipelineLogger + Clone + Send + Sync> StepLogs<L> {
 }
 
 impl<L: PipelineLogger + Clone + Send + Sync> Metric for StepLogs<L> {
-    type Input = StepOutput;
+    type Input = EpochStepOutput;
 
     fn name(&self) -> MetricName {
         self.name.clone()
@@ -244,12 +244,12 @@ impl<L: PipelineLogger + Clone + Send + Sync> Metric for StepLogs<L> {
 
     fn update(
         &mut self,
-        item: &StepOutput,
+        item: &EpochStepOutput,
         meta: &MetricMetadata,
     ) -> Result<SerializedEntry, TensorReadError> {
-        let loss: f64 = item.loss.clone().try_into_scalar::<f32>()? as f64;
+        let loss: f64 = item.step.loss.clone().try_into_scalar::<f32>()? as f64;
         let mut values = vec![(self.loss_name.clone(), loss)];
-        for (k, v) in &item.logs {
+        for (k, v) in &item.step.logs {
             values.push((k.clone(), v.clone().try_into_scalar::<f32>()? as f64));
         }
         if let Some(lr) = &meta.lr {

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use oml_interfaces::MetricsReport;
+use oml_interfaces::device::DeviceCount;
 use oml_train::config::{PredictConfig, TrainConfig, ValidateConfig, parse_config};
 use oml_train::history::History;
 use oml_train::predict::{PredictOptions, predict};
@@ -538,6 +539,23 @@ fn two_devices_train_data_parallel() {
     let yaml = train_yaml(&data, &dir.path().join("runs"), 2).replace("n_labels: 3", "n_labels: 2")
         + "devices: 2\n";
     let config: TrainConfig = parse_config(&yaml).unwrap();
+    let backend = std::env::var(oml_interfaces::device::TEST_DEVICE_ENV).ok();
+    let asked = DeviceCount::Count(2);
+    if let Err(e) = oml_interfaces::device::select_devices(backend.as_deref(), asked) {
+        // A GPU backend with one GPU (lavapipe): two devices are refused before anything runs,
+        // not trained as two copies on the one GPU.
+        assert!(
+            matches!(e, oml_interfaces::DeviceError::TooMany { asked: 2, .. }),
+            "{e}"
+        );
+        let err = train(&config, options("two")).unwrap_err().to_string();
+        assert!(
+            err.contains("2 `") && err.contains("this machine has"),
+            "{err}"
+        );
+        assert!(!dir.path().join("runs").exists());
+        return;
+    }
     let out = train(&config, options("two")).unwrap();
     let h: History =
         serde_json::from_slice(&std::fs::read(out.run_dir.join("history.json")).unwrap()).unwrap();

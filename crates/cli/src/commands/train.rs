@@ -47,6 +47,7 @@ pub(crate) fn train_options(args: Args, default_name: &str) -> Result<TrainOptio
         resume: !args.no_resume,
         console: Console::new(),
         stop_after_epoch: args.stop_after_epoch,
+        experiment_log: crate::run_log().map(|log| log.experiment_log()),
     })
 }
 

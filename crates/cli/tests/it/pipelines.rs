@@ -137,6 +137,15 @@ fn train_validate_predict_and_eval_agree() {
         std::fs::read_to_string(run_dir.join("config.yaml")).unwrap(),
         std::fs::read_to_string(&config).unwrap()
     );
+    // The application log: Burn's INFO records of the run in its experiment.log (through the
+    // binary's own subscriber), none on stderr, which only gets warnings and errors.
+    let log = std::fs::read_to_string(run_dir.join("experiment.log")).unwrap();
+    assert!(log.contains("Executing training step for epoch 1"), "{log}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("Executing training step") && !stderr.contains("experiment logger"),
+        "{stderr}"
+    );
     let tb = std::fs::read_dir(run_dir.join("tensorboard"))
         .unwrap()
         .flatten()

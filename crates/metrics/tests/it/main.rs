@@ -2,3 +2,5 @@
 
 mod embedding_metrics;
 mod golden;
+#[cfg(feature = "learner")]
+mod learner;

@@ -15,6 +15,11 @@ test-wgpu:
     OML_TEST_DEVICE=wgpu cargo test --workspace --test it -- golden:: properties:: reference_values:: knn:: postprocess:: embedding_metrics:: common:: configs:: download:: loading:: parity:: training:: errors:: learner:: loader:: oracle::
     OML_TEST_DEVICE=wgpu cargo test --workspace --test pipeline
 
+# The examples at small sizes (cargo test builds them).
+examples:
+    cargo build --workspace --examples
+    bash examples/run-all.sh ${CARGO_TARGET_DIR:-target}/debug/examples
+
 # Check and time a GPU in one go (cuda or wgpu; --quick for small sizes).
 gpu-bench *ARGS:
     bash crates/bench/gpu-bench.sh {{ARGS}}

@@ -2,9 +2,9 @@
 
 usage: python side_by_side.py [--suites eval,loss,models] [--rounds 3] [--quick]
                               [--models resnet18,vits16] [--batches 16,1]
-                              [--oml-bench-dir ../shared/bench] [--bin target/debug]
+                              [--oml-bench-dir crates/bench/python/oml] [--bin target/debug]
 
-Run it with the Python that has OML 4.0 (`shared/bench/setup_oml_reference.sh` makes one), after
+Run it with the Python that has OML 4.0 (`crates/bench/python/oml/setup_oml_reference.sh` makes one), after
 `cargo build -p oml-cli -p oml-bench`. It prints one JSON line per measurement pair and then a
 Markdown table; it exits non-zero when the two sides' retrieval metrics differ by more than 1e-5.
 
@@ -30,7 +30,7 @@ ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per me
 ap.add_argument("--quick", action="store_true", help="5k items, fewer repeats, resnet18 only")
 ap.add_argument("--models", default="resnet18,vits16", help="models suite: the extractors")
 ap.add_argument("--batches", default="16,1", help="models suite: the batch sizes")
-ap.add_argument("--oml-bench-dir", default=os.path.join(REPO, "..", "shared", "bench"))
+ap.add_argument("--oml-bench-dir", default=os.path.join(REPO, "crates", "bench", "python", "oml"))
 ap.add_argument(
     "--bin",
     default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target")), "debug"),
@@ -42,7 +42,7 @@ for b in needed:
     if not os.path.exists(b):
         sys.exit(f"{b} is missing: run `cargo build -p oml-cli -p oml-bench` first (or pass --bin)")
 if not os.path.isdir(args.oml_bench_dir):
-    sys.exit(f"{args.oml_bench_dir} is missing: pass --oml-bench-dir (OML's scripts, shared/bench)")
+    sys.exit(f"{args.oml_bench_dir} is missing: pass --oml-bench-dir (OML's scripts, crates/bench/python/oml)")
 rows = []
 
 

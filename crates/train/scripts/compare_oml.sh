@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Fashion-MNIST demo through oml-rs and through OML 4.0, one after the other on this machine.
 # usage: crates/train/scripts/compare_oml.sh [OML_VENV]   (from the repository root, after `cargo build -p oml-cli`)
-# OML_VENV: made by ../../shared/bench/setup_oml_reference.sh (default ~/.cache/oml-reference/venv).
+# OML_VENV: made by ../bench/python/oml/setup_oml_reference.sh (default ~/.cache/oml-reference/venv).
 set -euo pipefail
 venv=${1:-$HOME/.cache/oml-reference/venv}
 oml=${CARGO_TARGET_DIR:-target}/debug/oml

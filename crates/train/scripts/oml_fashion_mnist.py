@@ -2,7 +2,7 @@
 
 usage: python oml_fashion_mnist.py DATASET_ROOT [MAX_EPOCHS] [VALID_PERIOD] [SEED]
   DATASET_ROOT: the folder `oml train examples/configs/fashion_mnist.yaml` converts the data to
-  (runs/data/fashion-mnist: df.csv + images/). Run with the venv of ../../shared/bench/setup_oml_reference.sh.
+  (runs/data/fashion-mnist: df.csv + images/). Run with the venv of ../bench/python/oml/setup_oml_reference.sh.
 
 Same architecture (crates/models/src/small_cnn.rs), sampler, miner, loss, optimizer and metrics as
 examples/configs/fashion_mnist.yaml, run by OML's own extractor_training_pipeline. Prints one JSON line:

@@ -1,5 +1,5 @@
 //! The `loss` suite: forward + backward of `TripletLossWithMiner` (margin 0.2, mean) on a P×K
-//! batch of random features on an autodiff device: the work `shared/bench/oml_losses.py P K DIM
+//! batch of random features on an autodiff device: the work `crates/bench/python/oml/oml_losses.py P K DIM
 //! MINER` times for OML 4.0.
 
 use burn::prelude::*;

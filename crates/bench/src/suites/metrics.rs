@@ -7,7 +7,7 @@
 //! - `op: "summary"`: distance GFLOP/s reached by the eval vs the GEMM, and the peak RSS.
 //!
 //! `--write PREFIX` also writes the generated data as `PREFIX.csv` + `PREFIX.npy`, the inputs
-//! `oml eval` and `shared/bench/oml_eval.py` take, for side-by-side runs.
+//! `oml eval` and `crates/bench/python/oml/oml_eval.py` take, for side-by-side runs.
 
 use crate::report::measure;
 use anyhow::{Result, bail};
@@ -132,7 +132,7 @@ impl Rng {
     }
 }
 
-/// Clustered embeddings as `shared/bench/make_retrieval_data.py` makes them: class centres
+/// Clustered embeddings as `crates/bench/python/oml/make_retrieval_data.py` makes them: class centres
 /// ~ N(0, 1), items = centre + N(0, 1.5²); with `split_qg` 30% of the items are queries, the
 /// rest gallery.
 fn generate(

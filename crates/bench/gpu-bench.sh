@@ -74,5 +74,12 @@ done
 echo "== extractor throughput" >&2
 bench models --models "$models" --batch "$model_batch" --size "$size" --warmup 2 --repeats 5
 
+echo "== extractor training steps (forward, triplet loss with the hard miner, backward, Adam)" >&2
+if (( quick )); then
+  bench train-step --model resnet18 --p 2 --k 2 --size 64 --warmup 1 --repeats 2
+else
+  bench train-step --model resnet18,resnet50,vits16 --p 8 --k 4 --size 224 --warmup 2 --repeats 5
+fi
+
 "$bin" table "$results" | tee "$out/table.md"
 echo "results: $results, table: $out/table.md" >&2

@@ -1,7 +1,8 @@
 """oml-rs and OML 4.0 side by side in one run: same inputs, runs interleaved, medians, ratios.
 
-usage: python side_by_side.py [--suites eval,loss,models] [--rounds 3] [--quick]
+usage: python side_by_side.py [--suites eval,loss,models,train] [--rounds 3] [--quick]
                               [--models resnet18,vits16] [--batches 16,1]
+                              [--train-models resnet18,resnet50,vits16] [--train-batch 8x4]
                               [--oml-bench-dir crates/bench/python/oml] [--bin target/debug]
 
 Run it with the Python that has OML 4.0 (`crates/bench/python/oml/setup_oml_reference.sh` makes one), after
@@ -14,6 +15,9 @@ Markdown table; it exits non-zero when the two sides' retrieval metrics differ b
 - loss: `oml-bench loss` against `oml_losses.py`: median forward + backward step of
   TripletLossWithMiner (margin 0.2) on a 32 x 8 batch of 512-d features, per miner.
 - models: `oml-bench models` against `oml_models.py` (images/s, batches 16 and 1, 224 x 224).
+- train (not in the default list: minutes per model): `oml-bench train-step` against
+  `oml_train_step.py`: one training step (forward, TripletLossWithMiner with the hard miner,
+  backward, Adam) on a P x K batch at 224 x 224, images/s, and both peak RSS figures.
 
 An AVX2-only CPU, emulated on an AVX-512 one (docs/backends.md, "Figures"): an oml-rs build
 without AVX-512 kernels passed as --bin, and PyTorch held to AVX2 by the environment
@@ -30,6 +34,9 @@ ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per me
 ap.add_argument("--quick", action="store_true", help="5k items, fewer repeats, resnet18 only")
 ap.add_argument("--models", default="resnet18,vits16", help="models suite: the extractors")
 ap.add_argument("--batches", default="16,1", help="models suite: the batch sizes")
+ap.add_argument("--train-models", default="resnet18,resnet50,vits16", help="train suite: the extractors")
+ap.add_argument("--train-batch", default="8x4", help="train suite: P x K")
+ap.add_argument("--train-size", default="224", help="train suite: image side")
 ap.add_argument("--oml-bench-dir", default=os.path.join(REPO, "crates", "bench", "python", "oml"))
 ap.add_argument(
     "--bin",
@@ -37,7 +44,7 @@ ap.add_argument(
 )
 args = ap.parse_args()
 OML, BENCH = os.path.join(args.bin, "oml"), os.path.join(args.bin, "oml-bench")
-needed = ([OML] if "eval" in args.suites else []) + ([BENCH] if {"loss", "models"} & set(args.suites.split(",")) else [])
+needed = ([OML] if "eval" in args.suites else []) + ([BENCH] if {"loss", "models", "train"} & set(args.suites.split(",")) else [])
 for b in needed:
     if not os.path.exists(b):
         sys.exit(f"{b} is missing: run `cargo build -p oml-cli -p oml-bench` first (or pass --bin)")
@@ -135,6 +142,26 @@ if "models" in suites:
                 l = last_json(out, lambda l: l.get("suite") == "models")
                 ours_r.append(l["params"]["batch"] / l["median_s"])
             record(f"{model} inference, batch {batch}, 224^2", oml_r, ours_r, "images/s", lower_is_better=False)
+
+if "train" in suites:
+    p, k = args.train_batch.split("x")
+    models = "resnet18" if args.quick else args.train_models
+    reps = "2" if args.quick else "3"
+    for model in models.split(","):
+        oml_r, ours_r, rss = [], [], {}
+        for _ in range(args.rounds):
+            _, out = run([sys.executable, os.path.join(args.oml_bench_dir, "oml_train_step.py"),
+                          model, p, k, args.train_size, reps])
+            o = last_json(out)
+            oml_r.append(o["images_per_s"])
+            _, out = run([BENCH, "train-step", "--model", model, "--p", p, "--k", k,
+                          "--size", args.train_size, "--repeats", reps])
+            r = last_json(out, lambda l: l.get("suite") == "train-step")
+            ours_r.append(r["images_per_s"])
+            rss = {"oml_peak_rss_mb": o["peak_rss_mb"], "oml_rs_peak_rss_mb": r["peak_rss_mb"]}
+        print(json.dumps({"work": f"{model} train step", **rss}), flush=True)
+        record(f"{model} training step, {p}x{k}, {args.train_size}^2", oml_r, ours_r, "images/s",
+               lower_is_better=False)
 
 print("\n| work | OML 4.0 / PyTorch (median) | oml-rs (median) | oml-rs vs OML |")
 print("|---|---:|---:|---:|")

@@ -10,16 +10,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod commands;
 
-/// The process's application log (warnings on stderr; each run's `experiment.log`), set up
-/// before any command runs.
-static RUN_LOG: std::sync::OnceLock<Option<oml::train::applog::RunLog>> =
-    std::sync::OnceLock::new();
-
-/// The application log, if this process could install it.
-pub(crate) fn run_log() -> Option<&'static oml::train::applog::RunLog> {
-    RUN_LOG.get().and_then(Option::as_ref)
-}
-
 #[derive(Parser, Debug)]
 #[command(
     name = "oml",
@@ -55,7 +45,8 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    RUN_LOG.get_or_init(oml::train::applog::install);
+    // Warnings on stderr from here on; each training run's experiment.log in its folder.
+    let log = oml::train::applog::install();
     // A bad OML_CPU_FAST_PATH is an error even when the flag decides.
     let from_env = oml::interfaces::cpu::policy_from_env()?;
     if let Some(on) = cli.cpu_fast_path.or(from_env) {
@@ -63,10 +54,10 @@ fn main() -> Result<()> {
     }
     let result = match cli.command {
         Command::Eval(a) => commands::eval::run(a),
-        Command::Train(a) => commands::train::run(a),
+        Command::Train(a) => commands::train::run(a, log.as_ref()),
         Command::Validate(a) => commands::validate::run(a),
         Command::Predict(a) => commands::predict::run(a),
-        Command::TrainPostprocessor(a) => commands::train_postprocessor::run(a),
+        Command::TrainPostprocessor(a) => commands::train_postprocessor::run(a, log.as_ref()),
     };
     // The command's files are written by now; a stdout that failed under it is reported here:
     // a closed pipe (`| head`) ends quietly with 141, as a tool killed by SIGPIPE would.

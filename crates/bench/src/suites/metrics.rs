@@ -194,20 +194,6 @@ fn read_data(
     Ok((data.embeddings, data.dim, data.meta))
 }
 
-/// Peak resident set size of this process so far, in MiB (Linux; 0 elsewhere).
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<f64>().ok())
-            })
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
 /// Runs the suite.
 pub fn run(args: Args, device: &Device) -> Result<()> {
     let config = MetricsConfig {
@@ -255,7 +241,7 @@ pub fn run(args: Args, device: &Device) -> Result<()> {
         }
         println!(
             "{}",
-            serde_json::json!({"suite": "metrics", "op": "summary", "peak_rss_mib": peak_rss_mib()})
+            serde_json::json!({"suite": "metrics", "op": "summary", "peak_rss_mib": super::peak_rss_mib()})
         );
         return Ok(());
     }
@@ -361,7 +347,7 @@ pub fn run(args: Args, device: &Device) -> Result<()> {
             serde_json::json!({
                 "suite": "metrics", "op": "summary", "n": n, "dim": dim, "median_s": secs,
                 "distance_gflops": eval_gflops, "gemm_gflops": gemm_gflops,
-                "fraction_of_gemm": eval_gflops / gemm_gflops, "peak_rss_mib": peak_rss_mib(),
+                "fraction_of_gemm": eval_gflops / gemm_gflops, "peak_rss_mib": super::peak_rss_mib(),
                 "report": report,
             })
         );

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use oml::train::TrainError;
+use oml::train::applog::RunLog;
 use oml::train::config::{TrainConfig, load_config};
 use oml::train::progress::{Console, table};
 use oml::train::train::{TrainOptions, comparison_rows, train};
@@ -30,7 +31,11 @@ pub struct Args {
 }
 
 /// The run options `oml train` and `oml train-postprocessor` share, from their arguments.
-pub(crate) fn train_options(args: Args, default_name: &str) -> Result<TrainOptions> {
+pub(crate) fn train_options(
+    args: Args,
+    default_name: &str,
+    log: Option<&RunLog>,
+) -> Result<TrainOptions> {
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("cannot read {}", args.config.display()))?;
     let name = args
@@ -47,7 +52,7 @@ pub(crate) fn train_options(args: Args, default_name: &str) -> Result<TrainOptio
         resume: !args.no_resume,
         console: Console::new(),
         stop_after_epoch: args.stop_after_epoch,
-        experiment_log: crate::run_log().map(|log| log.experiment_log()),
+        experiment_log: log.map(RunLog::experiment_log),
     })
 }
 
@@ -71,9 +76,9 @@ pub(crate) fn unless_stopped<T>(
 }
 
 /// Runs `oml train`.
-pub fn run(args: Args) -> Result<()> {
+pub fn run(args: Args, log: Option<&RunLog>) -> Result<()> {
     let config: TrainConfig = load_config(&args.config)?;
-    let opts = train_options(args, "train")?;
+    let opts = train_options(args, "train", log)?;
     let (console, stop_after_epoch) = (opts.console.clone(), opts.stop_after_epoch);
     let Some(out) = unless_stopped(train(&config, opts), stop_after_epoch, &console)? else {
         return Ok(());

@@ -3,6 +3,7 @@
 //! it with `PairwiseReranker`, and prints the run folder's path.
 
 use anyhow::Result;
+use oml::train::applog::RunLog;
 use oml::train::config::load_config;
 use oml::train::postprocessor::{PostprocessorConfig, train_postprocessor};
 use oml::train::progress::table;
@@ -14,9 +15,9 @@ use super::train::{train_options, unless_stopped};
 pub use super::train::Args;
 
 /// Runs `oml train-postprocessor`.
-pub fn run(args: Args) -> Result<()> {
+pub fn run(args: Args, log: Option<&RunLog>) -> Result<()> {
     let config: PostprocessorConfig = load_config(&args.config)?;
-    let opts = train_options(args, "postprocessor")?;
+    let opts = train_options(args, "postprocessor", log)?;
     let (console, stop_after_epoch) = (opts.console.clone(), opts.stop_after_epoch);
     let Some(out) = unless_stopped(
         train_postprocessor(&config, opts),

@@ -41,6 +41,8 @@ enum Suite {
     Datasets(suites::datasets::Args),
     /// Extractor inference throughput.
     Models(suites::models::Args),
+    /// A 2-D convolution's forward and the two halves of its backward, at given shapes.
+    Conv(suites::conv::Args),
     /// One training step of an extractor (forward, triplet loss, backward, Adam) on a P×K batch.
     TrainStep(suites::train_step::Args),
     /// Renders a file of this tool's JSON lines as a Markdown table (no device needed).
@@ -83,6 +85,7 @@ fn main() -> Result<()> {
         Suite::Datasets(a) => suites::datasets::run(a, &device),
         Suite::Models(a) => suites::models::run(a, &device),
         Suite::TrainStep(a) => suites::train_step::run(a, &device),
+        Suite::Conv(a) => suites::conv::run(a, &device),
         Suite::Table { .. } => Ok(()),
     }
 }

@@ -1,5 +1,6 @@
 //! One module per suite; each owns its arguments and its measurements.
 
+pub mod conv;
 pub mod datasets;
 pub mod loss;
 pub mod metrics;

@@ -1,0 +1,97 @@
+//! A 2-D convolution's forward and each half of its backward through Burn's autodiff, at given
+//! shapes: where a training step of a convolutional extractor spends its time (`train-step`).
+//! `crates/bench/python/torch_conv.py` times the same on PyTorch CPU.
+
+use anyhow::Result;
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+
+use crate::report::measure;
+
+/// Arguments of the `conv` suite.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Shapes `BxCINxCOUTxSIZExKERNELxSTRIDE` (padding KERNEL/2), comma-separated; the default
+    /// is resnet18's stem and one 3×3 convolution of each stage at batch 32, 224².
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "32x3x64x224x7x2,32x64x64x56x3x1,32x128x128x28x3x1,32x256x256x14x3x1,32x512x512x7x3x1"
+    )]
+    pub shapes: Vec<String>,
+    /// Timed repetitions.
+    #[arg(long, default_value_t = 3, value_parser = super::positive)]
+    pub repeats: usize,
+}
+
+fn parse(shape: &str) -> Result<[usize; 6]> {
+    let v: Vec<usize> = shape
+        .split('x')
+        .map(|p| p.parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("--shapes `{shape}`: {e}"))?;
+    match v[..] {
+        [b, ci, co, s, k, st] if v.iter().all(|&x| x > 0) && k <= s => Ok([b, ci, co, s, k, st]),
+        _ => anyhow::bail!(
+            "--shapes `{shape}`: expected BxCINxCOUTxSIZExKERNELxSTRIDE, all positive, KERNEL <= SIZE"
+        ),
+    }
+}
+
+/// Times the forward, forward + weight gradient and forward + input gradient of each shape.
+pub fn run(args: Args, device: &Device) -> Result<()> {
+    for shape in &args.shapes {
+        let [b, cin, cout, s, k, stride] = parse(shape)?;
+        let options = || ConvOptions::new([stride, stride], [k / 2, k / 2], [1, 1], 1);
+        let x = Tensor::<4>::random([b, cin, s, s], Distribution::Default, device);
+        let w = Tensor::<4>::random([cout, cin, k, k], Distribution::Default, device);
+        let out = (s + 2 * (k / 2) - k) / stride + 1;
+        let gflop = 2.0 * (b * cout * out * out * cin * k * k) as f64 / 1e9;
+        let params = |part: &str| {
+            serde_json::json!({"op": "conv2d", "part": part, "shape": shape, "gflop": gflop,
+                "device": format!("{device:?}")})
+        };
+        let forward = measure("conv", params("forward"), 1, args.repeats, || {
+            let _ = conv2d(x.clone(), w.clone(), None, options()).into_data();
+        });
+        let (xa, wa) = (x.clone().autodiff(), w.clone().autodiff().require_grad());
+        let weight = measure(
+            "conv",
+            params("forward+weight_grad"),
+            1,
+            args.repeats,
+            || {
+                let grads = conv2d(xa.clone(), wa.clone(), None, options())
+                    .sum()
+                    .backward();
+                let _ = wa.grad(&grads).map(Tensor::into_data);
+            },
+        );
+        let (xa, wa) = (x.clone().autodiff().require_grad(), w.clone().autodiff());
+        let input = measure(
+            "conv",
+            params("forward+input_grad"),
+            1,
+            args.repeats,
+            || {
+                let grads = conv2d(xa.clone(), wa.clone(), None, options())
+                    .sum()
+                    .backward();
+                let _ = xa.grad(&grads).map(Tensor::into_data);
+            },
+        );
+        // Each gradient costs a forward's FLOPs again.
+        eprintln!(
+            "conv {shape}: forward {:.0} ms ({:.1} GFLOP/s), weight grad {:.0} ms ({:.1}), input grad {:.0} ms ({:.1})",
+            forward * 1e3,
+            gflop / forward,
+            (weight - forward) * 1e3,
+            gflop / (weight - forward),
+            (input - forward) * 1e3,
+            gflop / (input - forward),
+        );
+    }
+    Ok(())
+}

@@ -702,3 +702,73 @@ fn broken_images_stop_training_naming_the_file() {
         assert!(out.last.flatten().iter().all(|(_, v)| v.is_finite()));
     }
 }
+
+/// One training step of a real extractor (resnet18: forward in training mode, triplet loss with
+/// the hard miner, backward) gives the same loss and gradients on the tests' device as on Flex
+/// (on wgpu in CI's second run; Flex against itself otherwise).
+#[test]
+fn a_resnet_training_step_matches_flex() {
+    use burn::prelude::*;
+    use oml_interfaces::{Criterion, Extractor, Reduction};
+    use oml_mining::{HardTripletsMiner, TripletLossWithMiner};
+    use oml_models::{ResnetArch, ResnetExtractorConfig};
+
+    let flex = oml_interfaces::device::device_by_name("flex")
+        .unwrap()
+        .autodiff();
+    let test = oml_interfaces::device::test_device().autodiff();
+    // Seeded weights: with near-tied distances the two devices' hard miners could pick
+    // different triplets (seeds 0-7 gave relative differences of 2.4e-5 to 5.6e-5 on lavapipe).
+    flex.seed(0);
+    let model = ResnetExtractorConfig::new(ResnetArch::Resnet18)
+        .init(&flex)
+        .unwrap()
+        .train();
+    let criterion =
+        TripletLossWithMiner::new(Some(0.2), HardTripletsMiner, Reduction::Mean, false).unwrap();
+    let labels = [0i64, 0, 1, 1, 2, 2];
+    let pixels: Vec<f32> = (0..6 * 3 * 32 * 32)
+        .map(|i| ((i * 7919) % 255) as f32 / 127.0 - 1.0)
+        .collect();
+    let step = |model: &oml_models::ResnetExtractor, device: &Device| {
+        let images =
+            Tensor::<4>::from_data(TensorData::new(pixels.clone(), [6, 3, 32, 32]), device);
+        let out = criterion.forward(model.extract(images), &labels).unwrap();
+        let grads = out.loss.backward();
+        let read = |w: &burn::module::Param<Tensor<4>>| {
+            w.grad(&grads)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+        };
+        (
+            out.loss.into_scalar::<f32>(),
+            read(&model.model.conv1.weight),
+            read(&model.model.layer4[1].conv2.weight),
+        )
+    };
+    let on_test = model.clone().fork(&test);
+    let (loss_f, stem_f, last_f) = step(&model, &flex);
+    let (loss_t, stem_t, last_t) = step(&on_test, &test);
+    assert!(loss_f > 0.0, "a zero loss checks no gradient");
+    assert!(
+        (loss_f - loss_t).abs() <= 1e-4 * loss_f.abs().max(1.0),
+        "loss {loss_f} vs {loss_t}"
+    );
+    for (name, a, b) in [
+        ("conv1", &stem_f, &stem_t),
+        ("layer4.1.conv2", &last_f, &last_t),
+    ] {
+        let scale = a.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        let d: Vec<f32> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+        let relative = norm(&d) / norm(a);
+        assert!(scale > 0.0, "{name}: no gradient");
+        assert!(
+            relative <= 1e-3 && diff <= 1e-3 * scale,
+            "{name}: gradients differ by {diff} at most (largest {scale}), {relative} in norm"
+        );
+    }
+}

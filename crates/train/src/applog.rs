@@ -72,20 +72,33 @@ fn gpu_stack(target: &str) -> bool {
 /// when a subscriber or a `log` logger is already installed (that one keeps the records).
 pub fn install() -> Option<RunLog> {
     let file = Arc::new(Mutex::new(None));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    subscriber(file.clone(), std::io::stderr, ansi)
+        .try_init()
+        .ok()?;
+    Some(RunLog { file })
+}
+
+/// The subscriber [`install`] installs, writing its warnings to `stderr`.
+fn subscriber<W>(
+    file: Arc<Mutex<Option<File>>>,
+    stderr: W,
+    ansi: bool,
+) -> impl tracing_core::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(stderr)
+        .with_ansi(ansi)
         .without_time()
         .with_target(false)
         .with_filter(FilterFn::new(|m| {
             *m.level() <= Level::WARN && (!gpu_stack(m.target()) || *m.level() == Level::ERROR)
         }));
     tracing_subscriber::registry()
-        .with(RunFileLayer { file: file.clone() })
+        .with(RunFileLayer { file })
         .with(stderr)
-        .try_init()
-        .ok()?;
-    Some(RunLog { file })
 }
 
 impl RunLog {
@@ -160,5 +173,68 @@ impl tracing_core::field::Visit for Fields<'_> {
             name if name.starts_with("log.") => {}
             name => self.0.push_str(&format!(" {name}={value:?}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer into a shared buffer, for the stderr side.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn warnings_reach_stderr_and_a_run_file_gets_info_and_above() {
+        let dir = tempfile::tempdir().unwrap();
+        let stderr = Buffer::default();
+        let log = RunLog {
+            file: Arc::new(Mutex::new(None)),
+        };
+        let make = {
+            let stderr = stderr.clone();
+            move || stderr.clone()
+        };
+        let path = dir.path().join("experiment.log");
+        tracing::subscriber::with_default(subscriber(log.file.clone(), make, false), || {
+            tracing::info!("before any run");
+            tracing::warn!("a warning before any run");
+            log.experiment_log().installer(&path).install().unwrap();
+            tracing::info!(target: "burn_train::epoch", "Executing training step for epoch 1");
+            tracing::warn!(count = 3, "a logger call failed");
+            tracing::warn!(target: "wgpu_hal::vulkan", "an adapter quirk");
+            tracing::debug!("debug noise");
+        });
+        let stderr = String::from_utf8(stderr.0.lock().unwrap().clone()).unwrap();
+        let file = std::fs::read_to_string(&path).unwrap();
+        assert!(stderr.contains("a warning before any run"), "{stderr}");
+        assert!(stderr.contains("a logger call failed"), "{stderr}");
+        for absent in ["INFO", "DEBUG", "Executing", "adapter quirk", "debug noise"] {
+            assert!(!stderr.contains(absent), "{absent}: {stderr}");
+        }
+        assert!(
+            file.contains("INFO burn_train::epoch: \"Executing training step for epoch 1\"")
+                || file.contains("INFO burn_train::epoch: Executing training step for epoch 1"),
+            "{file}"
+        );
+        assert!(
+            file.contains("a logger call failed") && file.contains("count=3"),
+            "{file}"
+        );
+        assert!(file.contains("an adapter quirk"), "{file}");
+        assert!(
+            !file.contains("debug noise") && !file.contains("before any run"),
+            "{file}"
+        );
     }
 }

@@ -35,49 +35,65 @@ fn check(name: &str, got: Tensor<2>, expected: &std::path::Path, tol: f32) {
     assert!(d <= tol, "{name}: max |diff| {d} > {tol}");
 }
 
-#[test]
-fn resnet18_matches_oml_plain_and_gem() {
+/// A ResNet fixture loaded the way a user's checkpoint is (`load_weights`, and `build` with
+/// `weights`), plain and with GeM + normalisation, against OML's outputs. `batch_norms` is the
+/// number of BatchNorm layers, whose `num_batches_tracked` counters are dropped on purpose.
+fn resnet_parity(arch: ResnetArch, batch_norms: usize, feat_dim: usize) {
     let Some(fx) = fixtures() else { return };
+    let name = arch.name();
+    let file = fx.join(format!("{name}.pth"));
+    if !file.is_file() {
+        eprintln!("SKIPPED: {} is absent", file.display());
+        return;
+    }
     let device = test_device();
-    let input = npy4(&fx.join("resnet18_input.npy"), &device);
+    let input = npy4(&fx.join(format!("{name}_input.npy")), &device);
 
-    let plain = ResnetExtractorConfig::new(ResnetArch::Resnet18)
-        .init(&device)
-        .unwrap();
-    let (plain, report) = plain
-        .load_weights(&fx.join("resnet18.pth"), &LoadOptions::default())
-        .unwrap();
+    let plain = ResnetExtractorConfig::new(arch).init(&device).unwrap();
+    let (plain, report) = plain.load_weights(&file, &LoadOptions::default()).unwrap();
     assert_eq!(report.stripped_prefix, "");
-    // The 20 num_batches_tracked counters are dropped on purpose (the file has no fc: OML saved
-    // it with remove_fc=True).
+    // The file has no fc: OML saved it with remove_fc=True.
     assert_eq!(
         report
             .ignored
             .iter()
             .filter(|k| k.ends_with("num_batches_tracked"))
             .count(),
-        20
+        batch_norms,
+        "{name}: {:?}",
+        report.ignored
     );
-    assert_eq!(plain.feat_dim(), 512);
+    assert_eq!(plain.feat_dim(), feat_dim);
     check(
-        "resnet18",
+        name,
         plain.extract(input.clone()),
-        &fx.join("resnet18_expected.npy"),
+        &fx.join(format!("{name}_expected.npy")),
         TOL_RESNET,
     );
 
-    let gem = ResnetExtractorConfig::new(ResnetArch::Resnet18)
+    let gem = ResnetExtractorConfig::new(arch)
         .with_gem_p(Some(3.0))
         .with_normalise_features(true)
-        .with_weights(fx.join("resnet18.pth").display().to_string())
+        .with_weights(file.display().to_string())
         .build(&device)
         .unwrap();
     check(
-        "resnet18 gem",
+        &format!("{name} gem"),
         gem.extract(input),
-        &fx.join("resnet18_gem_expected.npy"),
+        &fx.join(format!("{name}_gem_expected.npy")),
         TOL_RESNET,
     );
+}
+
+#[test]
+fn resnet18_matches_oml_plain_and_gem() {
+    resnet_parity(ResnetArch::Resnet18, 20, 512);
+}
+
+/// Bottleneck blocks (1×1, 3×3 with the stride, 1×1 expansion) and their downsampling.
+#[test]
+fn resnet50_parity_plain_and_gem() {
+    resnet_parity(ResnetArch::Resnet50, 53, 2048);
 }
 
 #[test]

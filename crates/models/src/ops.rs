@@ -54,6 +54,22 @@ impl HostLinear {
         [self.k, self.n]
     }
 
+    /// The layer followed by a per-output scale (DINOv2's LayerScale): `γ ⊙ (x·W + b)` is
+    /// `x·(W diag γ) + γ ⊙ b`, so the scale is folded into the weights once. `None` where `gamma`
+    /// does not have one value per output.
+    pub fn scaled(mut self, gamma: &[f32]) -> Option<Self> {
+        if gamma.len() != self.n {
+            return None;
+        }
+        for row in self.weight.chunks_exact_mut(self.n) {
+            row.iter_mut().zip(gamma).for_each(|(w, g)| *w *= g);
+        }
+        if let Some(b) = &mut self.bias {
+            b.iter_mut().zip(gamma).for_each(|(v, g)| *v *= g);
+        }
+        Some(self)
+    }
+
     /// `activation(x·W + bias + residual)` into `out` `[rows, n]` (overwritten) for row-major
     /// `x [rows, k]` and `residual [rows, n]`; `None` where the lengths do not describe such
     /// rows.

@@ -1,10 +1,13 @@
-//! OML's `ViTExtractor` for the DINO v1 architectures (`vits8`, `vits16`, `vitb8`, `vitb16`).
+//! OML's `ViTExtractor` for the DINO v1 architectures (`vits8`, `vits16`, `vitb8`, `vitb16`) and
+//! the plain DINOv2 ones (`vits14`, `vitb14`, `vitl14`).
 //!
 //! The network is DINO's `VisionTransformer` with its field names (`cls_token`, `pos_embed`,
 //! `patch_embed.proj`, `blocks.N.{norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2}`, `norm`):
-//! the attention keeps the fused `qkv` Linear so checkpoint keys map 1:1. The output is the CLS
-//! token after the final LayerNorm. Other input sizes get DINO's `interpolate_pos_encoding`
-//! (bicubic, with its `+0.1` offset and scale-factor semantics).
+//! the attention keeps the fused `qkv` Linear so checkpoint keys map 1:1. DINOv2 adds a
+//! LayerScale after the attention and after the MLP (`blocks.N.ls1.gamma`, `ls2.gamma`) and a
+//! `mask_token` (kept for the checkpoint, unused by the forward). The output is the CLS token
+//! after the final LayerNorm. Other input sizes get DINO's `interpolate_pos_encoding` (bicubic,
+//! with its `+0.1` offset and scale-factor semantics; DINOv2's plain archs do the same).
 
 use std::path::Path;
 
@@ -23,8 +26,8 @@ use crate::ops::{self, HostLayerNorm, HostLinear, Kernel};
 use oml_interfaces::cpu::host_f32;
 use rayon::prelude::*;
 
-/// DINO v1 architectures OML's `ViTExtractor` accepts (`arch`). DINOv2 (`vits14`, …) is not
-/// implemented.
+/// Architectures OML's `ViTExtractor` accepts (`arch`): DINO v1 and DINOv2 without registers.
+/// DINOv2 with registers (`vits14_reg`, …) is not implemented yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VitArch {
@@ -36,11 +39,25 @@ pub enum VitArch {
     Vitb8,
     /// ViT-B/16: dim 768, depth 12, 12 heads, patch 16.
     Vitb16,
+    /// DINOv2 ViT-S/14: dim 384, depth 12, 6 heads, patch 14, trained at 518, LayerScale.
+    Vits14,
+    /// DINOv2 ViT-B/14: dim 768, depth 12, 12 heads, patch 14, trained at 518, LayerScale.
+    Vitb14,
+    /// DINOv2 ViT-L/14: dim 1024, depth 24, 16 heads, patch 14, trained at 518, LayerScale.
+    Vitl14,
 }
 
 impl VitArch {
     /// All variants.
-    pub const ALL: [VitArch; 4] = [Self::Vits8, Self::Vits16, Self::Vitb8, Self::Vitb16];
+    pub const ALL: [VitArch; 7] = [
+        Self::Vits8,
+        Self::Vits16,
+        Self::Vitb8,
+        Self::Vitb16,
+        Self::Vits14,
+        Self::Vitb14,
+        Self::Vitl14,
+    ];
 
     /// OML's name.
     pub fn name(self) -> &'static str {
@@ -49,24 +66,34 @@ impl VitArch {
             Self::Vits16 => "vits16",
             Self::Vitb8 => "vitb8",
             Self::Vitb16 => "vitb16",
+            Self::Vits14 => "vits14",
+            Self::Vitb14 => "vitb14",
+            Self::Vitl14 => "vitl14",
         }
     }
 
-    /// The network's hyper-parameters (DINO's `vit_small` / `vit_base`).
+    /// The network's hyper-parameters (DINO's `vit_small` / `vit_base`; DINOv2's hubconf:
+    /// `img_size` 518, patch 14, LayerScale, a mask token).
     pub fn config(self) -> VitConfig {
-        let (embed_dim, num_heads) = match self {
-            Self::Vits8 | Self::Vits16 => (384, 6),
-            Self::Vitb8 | Self::Vitb16 => (768, 12),
+        let (embed_dim, depth, num_heads) = match self {
+            Self::Vits8 | Self::Vits16 | Self::Vits14 => (384, 12, 6),
+            Self::Vitb8 | Self::Vitb16 | Self::Vitb14 => (768, 12, 12),
+            Self::Vitl14 => (1024, 24, 16),
         };
         let patch_size = match self {
             Self::Vits8 | Self::Vitb8 => 8,
             Self::Vits16 | Self::Vitb16 => 16,
+            Self::Vits14 | Self::Vitb14 | Self::Vitl14 => 14,
         };
+        let dinov2 = patch_size == 14;
         VitConfig {
+            img_size: if dinov2 { 518 } else { 224 },
             patch_size,
             embed_dim,
-            depth: 12,
+            depth,
             num_heads,
+            layer_scale: dinov2.then_some(1.0),
+            mask_token: dinov2,
             ..VitConfig::default()
         }
     }
@@ -98,6 +125,13 @@ pub struct VitConfig {
     pub mlp_ratio: usize,
     /// LayerNorm epsilon. Default 1e-6 (DINO).
     pub layer_norm_eps: f64,
+    /// DINOv2's LayerScale after the attention and the MLP, with this initial value; `None`
+    /// (DINO v1) has none.
+    #[serde(default)]
+    pub layer_scale: Option<f64>,
+    /// DINOv2's `mask_token` `[1, dim]` (in its checkpoints; the forward does not use it).
+    #[serde(default)]
+    pub mask_token: bool,
 }
 
 impl Default for VitConfig {
@@ -112,6 +146,8 @@ impl Default for VitConfig {
             num_heads: 6,
             mlp_ratio: 4,
             layer_norm_eps: 1e-6,
+            layer_scale: None,
+            mask_token: false,
         }
     }
 }
@@ -177,6 +213,8 @@ impl VitConfig {
                     fc1: linear(d, d * self.mlp_ratio),
                     fc2: linear(d * self.mlp_ratio, d),
                 },
+                ls1: self.layer_scale.map(|v| LayerScale::new(d, v, device)),
+                ls2: self.layer_scale.map(|v| LayerScale::new(d, v, device)),
             })
             .collect();
         Ok(VisionTransformer {
@@ -190,7 +228,32 @@ impl VitConfig {
             },
             blocks,
             norm: norm(),
+            mask_token: self
+                .mask_token
+                .then(|| Initializer::Zeros.init([1, d], device)),
         })
+    }
+}
+
+/// DINOv2's `LayerScale`: a learnt per-channel factor on a residual branch.
+#[derive(Module, Debug)]
+pub struct LayerScale {
+    /// `[dim]`.
+    pub gamma: Param<Tensor<1>>,
+}
+
+impl LayerScale {
+    fn new(dim: usize, value: f64, device: &Device) -> Self {
+        Self {
+            gamma: Initializer::Constant { value }.init([dim], device),
+        }
+    }
+
+    /// # Shapes
+    /// `[B, N, C] -> [B, N, C]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let dim = self.gamma.dims()[0];
+        x * self.gamma.val().reshape([1, 1, dim])
     }
 }
 
@@ -253,14 +316,22 @@ pub struct VitBlock {
     pub norm2: LayerNorm,
     /// MLP.
     pub mlp: Mlp,
+    /// DINOv2's LayerScale of the attention branch.
+    pub ls1: Option<LayerScale>,
+    /// DINOv2's LayerScale of the MLP branch.
+    pub ls2: Option<LayerScale>,
 }
 
 impl VitBlock {
     /// # Shapes
     /// `[B, N, C] -> [B, N, C]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.norm1.forward(x));
-        x.clone() + self.mlp.forward(self.norm2.forward(x))
+        let scale = |ls: &Option<LayerScale>, y: Tensor<3>| match ls {
+            Some(ls) => ls.forward(y),
+            None => y,
+        };
+        let x = x.clone() + scale(&self.ls1, self.attn.forward(self.norm1.forward(x)));
+        x.clone() + scale(&self.ls2, self.mlp.forward(self.norm2.forward(x)))
     }
 }
 
@@ -277,6 +348,8 @@ pub struct VisionTransformer {
     pub blocks: Vec<VitBlock>,
     /// Final LayerNorm.
     pub norm: LayerNorm,
+    /// DINOv2's `mask_token` `[1, dim]`, kept for its checkpoints (unused by the forward).
+    pub mask_token: Option<Param<Tensor<2>>>,
 }
 
 impl VisionTransformer {
@@ -397,14 +470,22 @@ impl HostVit {
             .blocks
             .iter()
             .map(|b| {
+                // DINOv2's LayerScale is folded into the projection it follows.
+                let scaled = |layer: &Linear, ls: &Option<LayerScale>| {
+                    let host = HostLinear::new(layer)?;
+                    match ls {
+                        Some(ls) => host.scaled(&host_f32(ls.gamma.val()).ok()?),
+                        None => Some(host),
+                    }
+                };
                 Some(HostBlock {
                     norm1: norm(&b.norm1)?,
                     qkv: HostLinear::new(&b.attn.qkv)?,
                     heads: b.attn.num_heads,
-                    proj: HostLinear::new(&b.attn.proj)?,
+                    proj: scaled(&b.attn.proj, &b.ls1)?,
                     norm2: norm(&b.norm2)?,
                     fc1: HostLinear::new(&b.mlp.fc1)?,
-                    fc2: HostLinear::new(&b.mlp.fc2)?,
+                    fc2: scaled(&b.mlp.fc2, &b.ls2)?,
                 })
             })
             .collect::<Option<Vec<_>>>()?;

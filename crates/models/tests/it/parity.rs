@@ -123,6 +123,55 @@ fn vit_matches_oml_at_224_and_160x144() {
     );
 }
 
+/// DINOv2 (`vits14`'s configuration path with the fixture's sizes: dim 192, depth 3, 3 heads;
+/// trained size 518, patch 14, LayerScale, mask token) at 224² and 154×126, both with position
+/// embeddings interpolated from the 37×37 grid, on Burn's layers and on the host path.
+#[test]
+fn dinov2_parity_at_224_and_154x126() {
+    let Some(fx) = fixtures() else { return };
+    let file = fx.join("dinov2_d192_l3_h3_p14.pth");
+    if !file.is_file() {
+        eprintln!("SKIPPED: {} is absent", file.display());
+        return;
+    }
+    let device = test_device();
+    let net = VitConfig {
+        embed_dim: 192,
+        depth: 3,
+        num_heads: 3,
+        ..VitArch::Vits14.config()
+    };
+    let config = ViTExtractorConfig::new(VitArch::Vits14).with_custom(net);
+    let (vit, report) = config
+        .init(&device)
+        .unwrap()
+        .load_weights(&file, &LoadOptions::default())
+        .unwrap();
+    // cls, pos, mask token, patch conv (2), final norm (2), and per block 2 norms (4),
+    // qkv (2), proj (2), fc1 (2), fc2 (2), ls1, ls2.
+    assert_eq!(report.applied, 7 + 3 * 14, "{report:?}");
+    assert_eq!(vit.feat_dim(), 192);
+    for (input, expected) in [
+        ("zoo_input.npy", "dinov2_expected.npy"),
+        ("dinov2_input_odd.npy", "dinov2_expected_odd.npy"),
+    ] {
+        let x = npy4(&fx.join(input), &device);
+        let infer = vit.inference();
+        check(
+            &format!("dinov2 {input}"),
+            infer(x.clone()),
+            &fx.join(expected),
+            TOL_VIT_160,
+        );
+        check(
+            &format!("dinov2 {input}, Burn's layers"),
+            vit.model.forward(x),
+            &fx.join(expected),
+            TOL_VIT_160,
+        );
+    }
+}
+
 /// The same weights re-saved in the other layouts OML produces and reads: an OML Lightning
 /// checkpoint (`state_dict` with `model.model.` keys, a criterion weight, optimizer state), an
 /// `extractor.state_dict()` (`model.` keys) and MoCo's two-encoder file.

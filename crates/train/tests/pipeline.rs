@@ -667,7 +667,9 @@ metric_args: {{cmc_top_k: [1, 3], map_top_k: [3], precision_top_k: [3]}}
     let eye: Vec<f32> = (0..64)
         .map(|i| if i % 9 == 0 { 1.0 } else { 0.0 })
         .collect();
-    assert!(max_diff(proj, &eye) > 1e-4, "{proj:?}");
+    // Untrained, it stays the identity exactly; how far one short run moves it varies from run
+    // to run (4e-5 to 1.4e-4 in four runs of this test binary).
+    assert!(max_diff(proj, &eye) > 1e-6, "{proj:?}");
 }
 
 /// A broken image stops training with an error naming the file and its CSV row: in the train

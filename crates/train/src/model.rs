@@ -46,6 +46,29 @@ pub struct EpochStepOutput {
     pub frozen: bool,
 }
 
+impl EpochStepOutput {
+    /// [`StepGuard::train_output`] for a step of (1-based) `epoch`: a failure names the epoch,
+    /// and the output carries it and whether the backbone was `frozen`.
+    pub fn train_output<M: Module, E: std::fmt::Display>(
+        guard: &StepGuard,
+        model: &M,
+        result: Result<LossOutput, E>,
+        device: &Device,
+        (epoch, frozen): (usize, bool),
+    ) -> TrainOutput<Self> {
+        let result = result.map_err(|e| format!("epoch {epoch}: {e}"));
+        let out = guard.train_output(model, result, device);
+        TrainOutput {
+            grads: out.grads,
+            item: EpochStepOutput {
+                step: out.item,
+                epoch,
+                frozen,
+            },
+        }
+    }
+}
+
 impl ItemLazy for EpochStepOutput {
     fn sync(self) -> Result<Self, ExecutionError> {
         Ok(EpochStepOutput {
@@ -180,20 +203,9 @@ where
 
     fn step(&self, batch: TrainBatch) -> TrainOutput<EpochStepOutput> {
         let (epoch, frozen) = (batch.epoch, self.is_frozen_in(batch.epoch));
-        let result = self
-            .forward_loss(&batch, frozen)
-            .map_err(|e| format!("epoch {epoch}: {e}"));
-        let out = self
-            .guard
-            .train_output(self, result, &batch.images.device());
-        TrainOutput {
-            grads: out.grads,
-            item: EpochStepOutput {
-                step: out.item,
-                epoch,
-                frozen,
-            },
-        }
+        let device = batch.images.device();
+        let result = self.forward_loss(&batch, frozen);
+        EpochStepOutput::train_output(&self.guard, self, result, &device, (epoch, frozen))
     }
 }
 

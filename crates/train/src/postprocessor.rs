@@ -288,20 +288,8 @@ where
     fn step(&self, batch: PairTrainBatch) -> TrainOutput<EpochStepOutput> {
         let (epoch, frozen) = (batch.epoch, batch.epoch <= self.freeze_n_epochs);
         let device = batch.inputs.device();
-        let out = self.guard.train_output(
-            self,
-            self.pair_loss(batch, frozen)
-                .map_err(|e| format!("epoch {epoch}: {e}")),
-            &device,
-        );
-        TrainOutput {
-            grads: out.grads,
-            item: EpochStepOutput {
-                step: out.item,
-                epoch,
-                frozen,
-            },
-        }
+        let result = self.pair_loss(batch, frozen);
+        EpochStepOutput::train_output(&self.guard, self, result, &device, (epoch, frozen))
     }
 }
 

@@ -1,5 +1,8 @@
 //! One module per suite; each owns its arguments and its measurements.
 
+use burn::tensor::Device;
+use oml::models::{AnyExtractor, ResnetArch, ResnetExtractorConfig, ViTExtractorConfig, VitArch};
+
 pub mod conv;
 pub mod datasets;
 pub mod loss;
@@ -35,4 +38,28 @@ pub fn peak_rss_mib() -> f64 {
             })
         })
         .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// The extractor `name` (a ResNet or ViT arch, e.g. `resnet18`, `vits16`, `vits14`) with random
+/// weights on `device`.
+pub fn extractor(name: &str, device: &Device) -> anyhow::Result<AnyExtractor> {
+    if let Some(arch) = ResnetArch::ALL.into_iter().find(|a| a.name() == name) {
+        return Ok(AnyExtractor::Resnet(
+            ResnetExtractorConfig::new(arch).init(device)?,
+        ));
+    }
+    if let Some(arch) = VitArch::ALL.into_iter().find(|a| a.name() == name) {
+        return Ok(AnyExtractor::Vit(
+            ViTExtractorConfig::new(arch).init(device)?,
+        ));
+    }
+    let known: Vec<&str> = ResnetArch::ALL
+        .iter()
+        .map(|a| a.name())
+        .chain(VitArch::ALL.iter().map(|a| a.name()))
+        .collect();
+    anyhow::bail!(
+        "unknown model `{name}`: expected one of {}",
+        known.join(", ")
+    )
 }

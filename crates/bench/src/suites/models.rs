@@ -8,12 +8,11 @@
 use crate::report::measure;
 use burn::prelude::*;
 use oml::interfaces::Extractor;
-use oml::models::{ResnetArch, ResnetExtractorConfig, ViTExtractorConfig, VitArch};
 
 /// Arguments of the `models` suite.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Models to time: resnet18|34|50|101|152, vits8, vits16, vitb8, vitb16 (comma-separated).
+    /// Models to time: ResNet and ViT archs (resnet18, resnet50, vits16, vits14, …), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "resnet18,vits16")]
     pub models: Vec<String>,
     /// Images per batch.
@@ -61,23 +60,7 @@ fn time_model(name: &str, model: &impl Extractor, args: &Args, device: &Device) 
 /// batch.
 pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
     for name in &args.models {
-        let resnet = ResnetArch::ALL
-            .into_iter()
-            .find(|a| a.name() == name.as_str());
-        let vit = VitArch::ALL.into_iter().find(|a| a.name() == name.as_str());
-        match (resnet, vit) {
-            (Some(arch), _) => {
-                let m = ResnetExtractorConfig::new(arch).init(device)?;
-                time_model(name, &m, &args, device);
-            }
-            (_, Some(arch)) => {
-                let m = ViTExtractorConfig::new(arch).init(device)?;
-                time_model(name, &m, &args, device);
-            }
-            _ => anyhow::bail!(
-                "unknown model `{name}`: expected resnet18|34|50|101|152, resnet50_projector, vits8, vits16, vitb8 or vitb16"
-            ),
-        }
+        time_model(name, &super::extractor(name, device)?, &args, device);
     }
     Ok(())
 }

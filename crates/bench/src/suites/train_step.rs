@@ -15,12 +15,11 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use oml::interfaces::{Criterion, Extractor, Reduction};
 use oml::mining::{HardTripletsMiner, TripletLossWithMiner};
-use oml::models::{ResnetArch, ResnetExtractorConfig, ViTExtractorConfig, VitArch};
 
 /// Arguments of the `train-step` suite.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Models: resnet18|34|50|101|152, vits8, vits16, vitb8, vitb16 (comma-separated).
+    /// Models: ResNet and ViT archs (resnet18, resnet50, vits16, vits14, …), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "resnet18")]
     pub model: Vec<String>,
     /// Labels per batch (P).
@@ -122,23 +121,7 @@ where
 pub fn run(args: Args, device: &Device) -> Result<()> {
     let device = device.clone().autodiff();
     for name in &args.model {
-        let resnet = ResnetArch::ALL
-            .into_iter()
-            .find(|a| a.name() == name.as_str());
-        let vit = VitArch::ALL.into_iter().find(|a| a.name() == name.as_str());
-        match (resnet, vit) {
-            (Some(arch), _) => {
-                let m = ResnetExtractorConfig::new(arch).init(&device)?;
-                time_steps(name, m, &args, &device)?;
-            }
-            (_, Some(arch)) => {
-                let m = ViTExtractorConfig::new(arch).init(&device)?;
-                time_steps(name, m, &args, &device)?;
-            }
-            _ => anyhow::bail!(
-                "unknown model `{name}`: expected resnet18|34|50|101|152, vits8, vits16, vitb8 or vitb16"
-            ),
-        }
+        time_steps(name, super::extractor(name, &device)?, &args, &device)?;
     }
     Ok(())
 }

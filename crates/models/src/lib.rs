@@ -75,5 +75,7 @@ pub use projection::ExtractorWithMLP;
 pub use resnet::{ResNet, ResnetArch, ResnetExtractor, ResnetExtractorConfig};
 pub use siamese::{ConcatSiamese, LinearTrivialDistanceSiamese, TrivialDistanceSiamese};
 pub use small_cnn::{SmallCnn, SmallCnnConfig};
-pub use vit::{ViTExtractor, ViTExtractorConfig, VisionTransformer, VitArch, VitConfig};
+pub use vit::{
+    PosInterpolation, ViTExtractor, ViTExtractorConfig, VisionTransformer, VitArch, VitConfig,
+};
 pub use zoo::{Preprocessing, PretrainedModel, ResizeMode};

@@ -420,6 +420,46 @@ pub fn bicubic_matrix(input: usize, output: usize, scale: f64) -> Vec<f32> {
     m.into_iter().map(|v| v as f32).collect()
 }
 
+/// The `[out, in]` matrix of PyTorch's antialiased bicubic resize (`interpolate(mode="bicubic",
+/// antialias=True)`, `align_corners=False`) along one axis: PIL's separable filter with
+/// `a = −0.5`, stretched by `scale` (the source step per output pixel, `in / out` for a given
+/// size) when shrinking, each output's weights normalised to sum to one. Enlarging, it is the
+/// plain cubic with PIL's `a`.
+pub fn bicubic_antialiased_matrix(input: usize, output: usize, scale: f64) -> Vec<f32> {
+    const A: f64 = -0.5;
+    let filter = |x: f64| {
+        let x = x.abs();
+        if x < 1.0 {
+            ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+        } else if x < 2.0 {
+            (((x - 5.0) * x + 8.0) * x - 4.0) * A
+        } else {
+            0.0
+        }
+    };
+    let (support, inv) = if scale >= 1.0 {
+        (2.0 * scale, 1.0 / scale)
+    } else {
+        (2.0, 1.0)
+    };
+    let mut m = vec![0f64; output * input];
+    for o in 0..output {
+        let center = scale * (o as f64 + 0.5);
+        // PyTorch truncates toward zero here (`static_cast<int64_t>`) before clamping.
+        let lo = ((center - support + 0.5) as i64).max(0) as usize;
+        let hi = ((center + support + 0.5) as i64).clamp(0, input as i64) as usize;
+        let row = &mut m[o * input..(o + 1) * input];
+        for (j, r) in row.iter_mut().enumerate().take(hi).skip(lo) {
+            *r = filter((j as f64 - center + 0.5) * inv);
+        }
+        let total: f64 = row.iter().sum();
+        if total != 0.0 {
+            row.iter_mut().for_each(|r| *r /= total);
+        }
+    }
+    m.into_iter().map(|v| v as f32).collect()
+}
+
 /// The `[out, in]` matrix of PyTorch's `upsample_bilinear2d` along one axis with
 /// `align_corners=False` and no antialiasing; `scale` as in [`bicubic_matrix`].
 pub fn bilinear_matrix(input: usize, output: usize, scale: f64) -> Vec<f32> {
@@ -461,6 +501,8 @@ pub enum Kernel {
     Bicubic,
     /// PyTorch `mode="bilinear"`, `align_corners=False`, `antialias=False`.
     Bilinear,
+    /// PyTorch `mode="bicubic"`, `align_corners=False`, `antialias=True`.
+    AntialiasedBicubic,
 }
 
 /// PyTorch's `F.interpolate(x, scale_factor=(sh, sw), mode=..., align_corners=False)`: the output
@@ -484,6 +526,7 @@ pub fn interpolate_to(x: Tensor<4>, out: [usize; 2], steps: [f64; 2], kernel: Ke
         let data = match kernel {
             Kernel::Bicubic => bicubic_matrix(input, output, step),
             Kernel::Bilinear => bilinear_matrix(input, output, step),
+            Kernel::AntialiasedBicubic => bicubic_antialiased_matrix(input, output, step),
         };
         Tensor::from_data(TensorData::new(data, [output, input]), &device)
     };
@@ -816,6 +859,27 @@ mod tests {
         // At the border the out-of-range taps are clamped onto index 0.
         let first = &m[0..16]; // real = −0.25: taps −2, −1, 0, 1 → 0, 0, 0, 1
         assert!((first[0] + first[1] - 1.0).abs() < 1e-6 && first[0] > 1.0);
+    }
+
+    #[test]
+    fn antialiased_bicubic_weights_by_hand() {
+        // The same size is the identity (PIL's a = −0.5 cubic is 1 at 0 and 0 at ±1, ±2).
+        let m = bicubic_antialiased_matrix(5, 5, 1.0);
+        for (i, v) in m.iter().enumerate() {
+            assert_eq!(*v, if i % 6 == 0 { 1.0 } else { 0.0 }, "{i}");
+        }
+        // Halving 4 -> 2: the filter is stretched to support 4, so output 0 (centre 1) reads
+        // every input at (j − 0.5)/2 = −0.25, 0.25, 0.75, 1.25: 0.8671875, 0.8671875,
+        // 0.2265625, −0.0703125 by hand, over their sum 1.890625.
+        let m = bicubic_antialiased_matrix(4, 2, 2.0);
+        let want = [0.8671875f32, 0.8671875, 0.2265625, -0.0703125].map(|w| w / 1.890625);
+        for (k, w) in want.iter().enumerate() {
+            assert!((m[k] - w).abs() < 1e-7, "{k}: {} vs {w}", m[k]);
+        }
+        // Output 1 mirrors it.
+        for k in 0..4 {
+            assert!((m[4 + k] - want[3 - k]).abs() < 1e-7);
+        }
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! OML's `ViTExtractor` for the DINO v1 architectures (`vits8`, `vits16`, `vitb8`, `vitb16`) and
-//! the plain DINOv2 ones (`vits14`, `vitb14`, `vitl14`).
+//! the DINOv2 ones (`vits14`, `vitb14`, `vitl14`, and with registers `vits14_reg`, `vitb14_reg`,
+//! `vitl14_reg`).
 //!
 //! The network is DINO's `VisionTransformer` with its field names (`cls_token`, `pos_embed`,
 //! `patch_embed.proj`, `blocks.N.{norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2}`, `norm`):
 //! the attention keeps the fused `qkv` Linear so checkpoint keys map 1:1. DINOv2 adds a
 //! LayerScale after the attention and after the MLP (`blocks.N.ls1.gamma`, `ls2.gamma`) and a
-//! `mask_token` (kept for the checkpoint, unused by the forward). The output is the CLS token
-//! after the final LayerNorm. Other input sizes get DINO's `interpolate_pos_encoding` (bicubic,
-//! with its `+0.1` offset and scale-factor semantics; DINOv2's plain archs do the same).
+//! `mask_token` (kept for the checkpoint, unused by the forward); its `_reg` archs add
+//! `register_tokens`, inserted after the CLS token once the position embeddings are added. The
+//! output is the CLS token after the final LayerNorm. Other input sizes get the position
+//! embeddings interpolated as each family does it ([`PosInterpolation`]).
 
 use std::path::Path;
 
@@ -26,8 +28,7 @@ use crate::ops::{self, HostLayerNorm, HostLinear, Kernel};
 use oml_interfaces::cpu::host_f32;
 use rayon::prelude::*;
 
-/// Architectures OML's `ViTExtractor` accepts (`arch`): DINO v1 and DINOv2 without registers.
-/// DINOv2 with registers (`vits14_reg`, …) is not implemented yet.
+/// Architectures OML's `ViTExtractor` accepts (`arch`): DINO v1 and DINOv2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VitArch {
@@ -45,11 +46,17 @@ pub enum VitArch {
     Vitb14,
     /// DINOv2 ViT-L/14: dim 1024, depth 24, 16 heads, patch 14, trained at 518, LayerScale.
     Vitl14,
+    /// [`Vits14`](Self::Vits14) with 4 register tokens and antialiased interpolation.
+    Vits14Reg,
+    /// [`Vitb14`](Self::Vitb14) with 4 register tokens and antialiased interpolation.
+    Vitb14Reg,
+    /// [`Vitl14`](Self::Vitl14) with 4 register tokens and antialiased interpolation.
+    Vitl14Reg,
 }
 
 impl VitArch {
     /// All variants.
-    pub const ALL: [VitArch; 7] = [
+    pub const ALL: [VitArch; 10] = [
         Self::Vits8,
         Self::Vits16,
         Self::Vitb8,
@@ -57,6 +64,9 @@ impl VitArch {
         Self::Vits14,
         Self::Vitb14,
         Self::Vitl14,
+        Self::Vits14Reg,
+        Self::Vitb14Reg,
+        Self::Vitl14Reg,
     ];
 
     /// OML's name.
@@ -69,23 +79,29 @@ impl VitArch {
             Self::Vits14 => "vits14",
             Self::Vitb14 => "vitb14",
             Self::Vitl14 => "vitl14",
+            Self::Vits14Reg => "vits14_reg",
+            Self::Vitb14Reg => "vitb14_reg",
+            Self::Vitl14Reg => "vitl14_reg",
         }
     }
 
     /// The network's hyper-parameters (DINO's `vit_small` / `vit_base`; DINOv2's hubconf:
-    /// `img_size` 518, patch 14, LayerScale, a mask token).
+    /// `img_size` 518, patch 14, LayerScale, a mask token, and for the `_reg` archs 4 registers
+    /// and antialiased interpolation).
     pub fn config(self) -> VitConfig {
+        use VitArch::*;
         let (embed_dim, depth, num_heads) = match self {
-            Self::Vits8 | Self::Vits16 | Self::Vits14 => (384, 12, 6),
-            Self::Vitb8 | Self::Vitb16 | Self::Vitb14 => (768, 12, 12),
-            Self::Vitl14 => (1024, 24, 16),
+            Vits8 | Vits16 | Vits14 | Vits14Reg => (384, 12, 6),
+            Vitb8 | Vitb16 | Vitb14 | Vitb14Reg => (768, 12, 12),
+            Vitl14 | Vitl14Reg => (1024, 24, 16),
         };
         let patch_size = match self {
-            Self::Vits8 | Self::Vitb8 => 8,
-            Self::Vits16 | Self::Vitb16 => 16,
-            Self::Vits14 | Self::Vitb14 | Self::Vitl14 => 14,
+            Vits8 | Vitb8 => 8,
+            Vits16 | Vitb16 => 16,
+            Vits14 | Vitb14 | Vitl14 | Vits14Reg | Vitb14Reg | Vitl14Reg => 14,
         };
         let dinov2 = patch_size == 14;
+        let registers = matches!(self, Vits14Reg | Vitb14Reg | Vitl14Reg);
         VitConfig {
             img_size: if dinov2 { 518 } else { 224 },
             patch_size,
@@ -94,6 +110,12 @@ impl VitArch {
             num_heads,
             layer_scale: dinov2.then_some(1.0),
             mask_token: dinov2,
+            register_tokens: if registers { 4 } else { 0 },
+            pos_interpolation: if registers {
+                PosInterpolation::Antialiased
+            } else {
+                PosInterpolation::ScaleFactor
+            },
             ..VitConfig::default()
         }
     }
@@ -132,6 +154,27 @@ pub struct VitConfig {
     /// DINOv2's `mask_token` `[1, dim]` (in its checkpoints; the forward does not use it).
     #[serde(default)]
     pub mask_token: bool,
+    /// DINOv2's register tokens (`register_tokens` `[1, R, dim]`). Default 0.
+    #[serde(default)]
+    pub register_tokens: usize,
+    /// How position embeddings reach other input sizes. Default: DINO's scale factor.
+    #[serde(default)]
+    pub pos_interpolation: PosInterpolation,
+}
+
+/// How the trained grid of position embeddings is resized to another input's patch grid
+/// (bicubic in both, the class entry untouched; the grid goes to `(H/p, W/p)`, rows from `H`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PosInterpolation {
+    /// DINO's and plain DINOv2's: PyTorch `interpolate(scale_factor=((H/p + 0.1)/grid, …))`, so
+    /// sources are sampled with that scale rather than the size ratio (Keys `a = −0.75`, taps
+    /// clamped at the border).
+    #[default]
+    ScaleFactor,
+    /// DINOv2 `_reg` archs': `interpolate(size=(H/p, W/p), antialias=True)`, PyTorch's
+    /// antialiased bicubic (a PIL-style filter, `a = −0.5`, widened when shrinking).
+    Antialiased,
 }
 
 impl Default for VitConfig {
@@ -148,6 +191,8 @@ impl Default for VitConfig {
             layer_norm_eps: 1e-6,
             layer_scale: None,
             mask_token: false,
+            register_tokens: 0,
+            pos_interpolation: PosInterpolation::ScaleFactor,
         }
     }
 }
@@ -231,6 +276,9 @@ impl VitConfig {
             mask_token: self
                 .mask_token
                 .then(|| Initializer::Zeros.init([1, d], device)),
+            register_tokens: (self.register_tokens > 0)
+                .then(|| init.init([1, self.register_tokens, d], device)),
+            pos_interpolation: self.pos_interpolation,
         })
     }
 }
@@ -350,6 +398,11 @@ pub struct VisionTransformer {
     pub norm: LayerNorm,
     /// DINOv2's `mask_token` `[1, dim]`, kept for its checkpoints (unused by the forward).
     pub mask_token: Option<Param<Tensor<2>>>,
+    /// DINOv2's registers `[1, R, dim]` (`_reg` archs).
+    pub register_tokens: Option<Param<Tensor<3>>>,
+    /// How position embeddings reach other input sizes.
+    #[module(skip)]
+    pub pos_interpolation: PosInterpolation,
 }
 
 impl VisionTransformer {
@@ -358,7 +411,9 @@ impl VisionTransformer {
         self.cls_token.dims()[2]
     }
 
-    /// DINO's `interpolate_pos_encoding` for an `h × w` image and `npatch` patch tokens.
+    /// DINO's `interpolate_pos_encoding` for an `h × w` image and `npatch` patch tokens (see
+    /// [`PosInterpolation`]); the trained embeddings when the input is square with as many
+    /// patches.
     ///
     /// # Shapes
     /// `-> [1, npatch + 1, dim]`.
@@ -372,21 +427,30 @@ impl VisionTransformer {
         let class_pos = pos.clone().narrow(1, 0, 1);
         let grid = (n as f64).sqrt() as usize;
         let p = self.patch_embed.patch_size;
-        // DINO adds 0.1 "to avoid floating point error" and passes a scale factor, so the
-        // sampling step is grid / (h0 + 0.1), not grid / h0.
-        let (h0, w0) = ((h / p) as f64 + 0.1, (w / p) as f64 + 0.1);
-        let (sh, sw) = (h0 / grid as f64, w0 / grid as f64);
-        let (oh, ow) = (
-            (grid as f64 * sh).floor() as usize,
-            (grid as f64 * sw).floor() as usize,
-        );
         let patch_pos = pos
             .narrow(1, 1, n)
             .reshape([grid, grid, dim])
             .permute([2, 0, 1])
             .unsqueeze_dim::<4>(0);
-        let resized =
-            ops::interpolate_to(patch_pos, [oh, ow], [1.0 / sh, 1.0 / sw], Kernel::Bicubic);
+        let resized = match self.pos_interpolation {
+            PosInterpolation::ScaleFactor => {
+                // DINO adds 0.1 "to avoid floating point error" and passes a scale factor, so
+                // the sampling step is grid / (h0 + 0.1), not grid / h0.
+                let (h0, w0) = ((h / p) as f64 + 0.1, (w / p) as f64 + 0.1);
+                let (sh, sw) = (h0 / grid as f64, w0 / grid as f64);
+                let out = [
+                    (grid as f64 * sh).floor() as usize,
+                    (grid as f64 * sw).floor() as usize,
+                ];
+                ops::interpolate_to(patch_pos, out, [1.0 / sh, 1.0 / sw], Kernel::Bicubic)
+            }
+            PosInterpolation::Antialiased => {
+                let out = [h / p, w / p];
+                let steps = out.map(|o| grid as f64 / o as f64);
+                ops::interpolate_to(patch_pos, out, steps, Kernel::AntialiasedBicubic)
+            }
+        };
+        let [_, _, oh, ow] = resized.dims();
         let patch_pos = resized
             .squeeze_dim::<3>(0)
             .permute([1, 2, 0])
@@ -394,10 +458,11 @@ impl VisionTransformer {
         Tensor::cat(vec![class_pos, patch_pos], 1)
     }
 
-    /// Patch tokens with the CLS token and position embeddings.
+    /// Patch tokens with the CLS token and position embeddings, then the registers (which
+    /// get none) after the CLS token.
     ///
     /// # Shapes
-    /// `[B, C, H, W] -> [B, (H/p)(W/p) + 1, dim]`.
+    /// `[B, C, H, W] -> [B, 1 + R + (H/p)(W/p), dim]`.
     pub fn prepare_tokens(&self, x: Tensor<4>) -> Tensor<3> {
         let [b, _, h, w] = x.dims();
         let patches = ops::conv2d(&self.patch_embed.proj, x); // [B, dim, H/p, W/p]
@@ -405,13 +470,27 @@ impl VisionTransformer {
         let patches = patches.reshape([b, dim, gh * gw]).swap_dims(1, 2);
         let cls = self.cls_token.val().expand([b, 1, dim]);
         let tokens = Tensor::cat(vec![cls, patches], 1);
-        tokens + self.interpolate_pos_encoding(gh * gw, h, w)
+        let tokens = tokens + self.interpolate_pos_encoding(gh * gw, h, w);
+        match &self.register_tokens {
+            Some(registers) => {
+                let r = registers.dims()[1];
+                Tensor::cat(
+                    vec![
+                        tokens.clone().narrow(1, 0, 1),
+                        registers.val().expand([b, r, dim]),
+                        tokens.narrow(1, 1, gh * gw),
+                    ],
+                    1,
+                )
+            }
+            None => tokens,
+        }
     }
 
     /// All tokens after the final norm.
     ///
     /// # Shapes
-    /// `[B, C, H, W] -> [B, N + 1, dim]`.
+    /// `[B, C, H, W] -> [B, 1 + R + N, dim]`.
     pub fn forward_tokens(&self, x: Tensor<4>) -> Tensor<3> {
         let mut x = self.prepare_tokens(x);
         for block in &self.blocks {
@@ -446,6 +525,8 @@ pub(crate) struct HostVit {
     cls: Vec<f32>,
     /// `[grid² + 1, C]`: the position embeddings at the training size.
     pos: Vec<f32>,
+    /// `[R, C]`: DINOv2's registers (empty without).
+    registers: Vec<f32>,
     blocks: Vec<HostBlock>,
     norm: HostLayerNorm,
 }
@@ -493,6 +574,10 @@ impl HostVit {
             patch: HostConv::new(&net.patch_embed.proj, None)?,
             cls: host_f32(net.cls_token.val()).ok()?,
             pos: host_f32(net.pos_embed.val()).ok()?,
+            registers: match &net.register_tokens {
+                Some(r) => host_f32(r.val()).ok()?,
+                None => Vec::new(),
+            },
             blocks,
             norm: norm(&net.norm)?,
         };
@@ -520,6 +605,7 @@ impl HostVit {
             && self.patch.out_channels() == dim
             && self.norm.width() == dim
             && self.pos.len().is_multiple_of(dim)
+            && self.registers.len().is_multiple_of(dim)
     }
 
     /// [`VisionTransformer::forward`] of `net` (the network this was prepared from, for the
@@ -555,7 +641,7 @@ impl HostVit {
             let patches = self
                 .patch
                 .forward(&Map::from_nchw(x, [b, c, h, w]), None, false)?;
-            self.cls_token_out(&patches.data, pos, [b, n])
+            self.cls_token_out(&patches.data, pos, [b, gh * gw])
         })
         .map_err(|back| Box::new(back.0))?;
         let Some(cls) = cls else {
@@ -566,17 +652,27 @@ impl HostVit {
         Ok(Tensor::from_data(TensorData::new(cls, [b, dim]), &device))
     }
 
-    /// The CLS rows `[B, C]` after the final norm, from the patch embeddings `[B, N − 1, C]`.
-    fn cls_token_out(&self, patches: &[f32], pos: &[f32], [b, n]: [usize; 2]) -> Option<Vec<f32>> {
+    /// The CLS rows `[B, C]` after the final norm, from the patch embeddings `[B, P, C]` and
+    /// the position embeddings `[1 + P, C]`: each image's tokens are the CLS token, the
+    /// registers (no position embedding) and the patches.
+    fn cls_token_out(
+        &self,
+        patches: &[f32],
+        pos: &[f32],
+        [b, npatch]: [usize; 2],
+    ) -> Option<Vec<f32>> {
         let dim = self.cls.len();
+        let n = 1 + self.registers.len() / dim + npatch;
         let mut x = vec![0f32; b * n * dim];
         x.par_chunks_mut(n * dim)
-            .zip(patches.par_chunks((n - 1) * dim))
+            .zip(patches.par_chunks(npatch * dim))
             .for_each(|(image, patches)| {
                 let (cls, rest) = image.split_at_mut(dim);
                 for ((o, t), p) in cls.iter_mut().zip(&self.cls).zip(pos) {
                     *o = t + p;
                 }
+                let (registers, rest) = rest.split_at_mut(self.registers.len());
+                registers.copy_from_slice(&self.registers);
                 for ((o, t), p) in rest.iter_mut().zip(patches).zip(&pos[dim..]) {
                     *o = t + p;
                 }
@@ -884,9 +980,21 @@ mod tests {
             num_heads: 2,
             ..VitConfig::default()
         };
-        for (multi_scale, normalise) in [(false, false), (true, true)] {
+        // The third run has DINOv2's registers and antialiased interpolation.
+        for (multi_scale, normalise, registers) in
+            [(false, false, 0), (true, true, 0), (false, true, 2)]
+        {
+            let net = VitConfig {
+                register_tokens: registers,
+                pos_interpolation: if registers > 0 {
+                    PosInterpolation::Antialiased
+                } else {
+                    PosInterpolation::ScaleFactor
+                },
+                ..tiny
+            };
             let vit = ViTExtractorConfig::new(VitArch::Vits16)
-                .with_custom(tiny)
+                .with_custom(net)
                 .with_multi_scale(multi_scale)
                 .with_normalise_features(normalise)
                 .init(&device)

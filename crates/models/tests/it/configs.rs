@@ -60,7 +60,7 @@ fn config_errors_are_explained() {
     assert!(
         err(r#"{"name": "vit", "args": {"arch": "vits16", "weigths": "x"}}"#).contains("weigths")
     );
-    assert!(err(r#"{"name": "vit", "args": {"arch": "vits14_reg"}}"#).contains("vits14_reg"));
+    assert!(err(r#"{"name": "vit", "args": {"arch": "vitg14"}}"#).contains("vitg14"));
     let twice =
         r#"{"name": "vit", "args": {"arch": "vits16", "weights": "a.pth"}, "weights": "b.pth"}"#;
     assert!(err(twice).contains("both"));

@@ -123,13 +123,13 @@ fn vit_matches_oml_at_224_and_160x144() {
     );
 }
 
-/// DINOv2 (`vits14`'s configuration path with the fixture's sizes: dim 192, depth 3, 3 heads;
-/// trained size 518, patch 14, LayerScale, mask token) at 224² and 154×126, both with position
-/// embeddings interpolated from the 37×37 grid, on Burn's layers and on the host path.
-#[test]
-fn dinov2_parity_at_224_and_154x126() {
+/// A DINOv2 fixture built through `arch`'s configuration path with the fixture's sizes (dim 192,
+/// depth 3, 3 heads; trained size 518, patch 14, LayerScale, mask token, and registers for the
+/// `_reg` archs) at 224² and 154×126, both with position embeddings interpolated from the 37×37
+/// grid, on Burn's layers and on the host path. `extra` counts the arch's own checkpoint keys.
+fn dinov2_parity(arch: VitArch, stem: &str, extra: usize) {
     let Some(fx) = fixtures() else { return };
-    let file = fx.join("dinov2_d192_l3_h3_p14.pth");
+    let file = fx.join(format!("{stem}_d192_l3_h3_p14.pth"));
     if !file.is_file() {
         eprintln!("SKIPPED: {} is absent", file.display());
         return;
@@ -139,9 +139,9 @@ fn dinov2_parity_at_224_and_154x126() {
         embed_dim: 192,
         depth: 3,
         num_heads: 3,
-        ..VitArch::Vits14.config()
+        ..arch.config()
     };
-    let config = ViTExtractorConfig::new(VitArch::Vits14).with_custom(net);
+    let config = ViTExtractorConfig::new(arch).with_custom(net);
     let (vit, report) = config
         .init(&device)
         .unwrap()
@@ -149,27 +149,39 @@ fn dinov2_parity_at_224_and_154x126() {
         .unwrap();
     // cls, pos, mask token, patch conv (2), final norm (2), and per block 2 norms (4),
     // qkv (2), proj (2), fc1 (2), fc2 (2), ls1, ls2.
-    assert_eq!(report.applied, 7 + 3 * 14, "{report:?}");
+    assert_eq!(report.applied, 7 + 3 * 14 + extra, "{report:?}");
     assert_eq!(vit.feat_dim(), 192);
     for (input, expected) in [
-        ("zoo_input.npy", "dinov2_expected.npy"),
-        ("dinov2_input_odd.npy", "dinov2_expected_odd.npy"),
+        ("zoo_input.npy", format!("{stem}_expected.npy")),
+        ("dinov2_input_odd.npy", format!("{stem}_expected_odd.npy")),
     ] {
         let x = npy4(&fx.join(input), &device);
         let infer = vit.inference();
         check(
-            &format!("dinov2 {input}"),
+            &format!("{arch} {input}"),
             infer(x.clone()),
-            &fx.join(expected),
+            &fx.join(&expected),
             TOL_VIT_160,
         );
         check(
-            &format!("dinov2 {input}, Burn's layers"),
+            &format!("{arch} {input}, Burn's layers"),
             vit.model.forward(x),
-            &fx.join(expected),
+            &fx.join(&expected),
             TOL_VIT_160,
         );
     }
+}
+
+#[test]
+fn dinov2_parity_at_224_and_154x126() {
+    dinov2_parity(VitArch::Vits14, "dinov2", 0);
+}
+
+/// Registers (inserted after the CLS token, no position embedding) and the antialiased
+/// interpolation of the `_reg` archs.
+#[test]
+fn dinov2_with_registers_parity_at_224_and_154x126() {
+    dinov2_parity(VitArch::Vits14Reg, "dinov2_reg4", 1);
 }
 
 /// The same weights re-saved in the other layouts OML produces and reads: an OML Lightning

@@ -1,13 +1,13 @@
 """Time OML 4.0's extractors (PyTorch CPU) the way `oml-bench models` times ours.
 
-usage: python oml_models.py [--models resnet18,vits16] [--batch 16] [--size 224] [--warmup 2] [--repeats 5]
+usage: python oml_models.py [--models resnet18,vits16,vits14,vitb32_224,vitb32_unicom] [--batch 16] [--size 224] [--warmup 2] [--repeats 5]
 Prints one JSON line per model with the median seconds per batch and images/s.
 Random weights (no download); `torch.inference_mode()`; torch's default thread count.
 """
 import argparse, json, statistics, time
 
 import torch
-from oml.models import ResnetExtractor, ViTExtractor
+from oml.models import ResnetExtractor, ViTCLIPExtractor, ViTExtractor, ViTUnicomExtractor
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--models", default="resnet18,vits16")
@@ -21,6 +21,10 @@ args = ap.parse_args()
 def build(name):
     if name.startswith("resnet"):
         return ResnetExtractor(weights=None, arch=name, gem_p=None, remove_fc=True, normalise_features=False)
+    if name in ViTCLIPExtractor.constructors:  # vitb32_224, ...: OML's zoo uses unnormalised features
+        return ViTCLIPExtractor(weights=None, arch=name, normalise_features=False)
+    if name in ViTUnicomExtractor.constructors:
+        return ViTUnicomExtractor(weights=None, arch=name, normalise_features=True, use_gradient_ckpt=False)
     return ViTExtractor(weights=None, arch=name, normalise_features=False)
 
 

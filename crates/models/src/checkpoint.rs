@@ -82,8 +82,22 @@ pub struct LoadReport {
 pub enum KeyAction {
     /// Load the tensor under this (possibly renamed) key.
     Keep(String),
+    /// Load it under this key with this many unit dimensions put in front (CLIP's
+    /// `class_embedding` `[C]` is our `cls_token` `[1, 1, C]`).
+    Unsqueeze(String, usize),
     /// Drop the tensor on purpose (it is reported in [`LoadReport::ignored`]).
     Drop,
+}
+
+impl KeyAction {
+    /// The same action for the module held at `prefix` (e.g. `extractor.`) of its parent.
+    pub fn under(self, prefix: &str) -> Self {
+        match self {
+            Self::Keep(k) => Self::Keep(format!("{prefix}{k}")),
+            Self::Unsqueeze(k, dims) => Self::Unsqueeze(format!("{prefix}{k}"), dims),
+            Self::Drop => Self::Drop,
+        }
+    }
 }
 
 /// How a module's parameters are named in OML's PyTorch state dicts.
@@ -110,9 +124,18 @@ pub trait TorchLayout {
     }
 
     /// Optional rewrite of the raw (post-`state_dict`) keys before any OML step, for checkpoints
-    /// from other code bases (MoCo keeps only `module.encoder_q.*`). `None` drops the key.
+    /// from other code bases (MoCo keeps only `module.encoder_q.*`). `None` drops the key. A
+    /// renamed key replaces a key of the file that already had its new name (as OML's dict
+    /// assignment does when CLIP's `visual.*` keys are taken out of a full CLIP state dict).
     fn raw_key(&self, key: &str) -> Option<String> {
         Some(key.to_string())
+    }
+
+    /// Whether keys the model has no place for are dropped silently (OML's
+    /// `filter_state_dict`, which CLIP's loader applies: a full CLIP file holds the text tower
+    /// too) rather than failing a strict load. Default `false`.
+    fn drops_unneeded(&self) -> bool {
+        false
     }
 }
 
@@ -185,7 +208,24 @@ where
     let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
     let all: Vec<PackTensor> = store
         .get_all_tensors()
-        .map_err(|e| checkpoint_error(path, format!("not a readable PyTorch checkpoint: {e}")))?
+        .map_err(|e| {
+            let e = e.to_string();
+            // TorchScript archives pickle the modules themselves (`__torch__.*` classes).
+            if e.contains("__torch__.") {
+                let file = path.display();
+                checkpoint_error(
+                    path,
+                    format!(
+                        "a TorchScript archive (as OpenAI's original CLIP files are), which cannot be \
+                         read here; convert it once to a state dict with PyTorch: python -c \"import \
+                         torch; torch.save(torch.jit.load('{file}', map_location='cpu').state_dict(), \
+                         '{file}.pth')\" and load the .pth ({e})"
+                    ),
+                )
+            } else {
+                checkpoint_error(path, format!("not a readable PyTorch checkpoint: {e}"))
+            }
+        })?
         .values()
         .cloned()
         .collect();
@@ -194,6 +234,7 @@ where
     // 1. Lightning: OML uses ckpt["state_dict"] when it exists.
     let lightning = all.iter().any(|t| t.name.starts_with("state_dict."));
     let mut tensors: Vec<PackTensor> = Vec::with_capacity(all.len());
+    let mut renamed: Vec<bool> = Vec::with_capacity(all.len());
     for mut t in all {
         if lightning {
             match t.name.strip_prefix("state_dict.") {
@@ -203,12 +244,28 @@ where
         }
         match module.raw_key(&t.name) {
             Some(name) => {
+                renamed.push(name != t.name);
                 t.name = name;
                 tensors.push(t);
             }
             None => report.ignored.push(t.name),
         }
     }
+    // A renamed key wins over a key that had the name already.
+    let taken: std::collections::HashSet<String> = tensors
+        .iter()
+        .zip(&renamed)
+        .filter(|(_, r)| **r)
+        .map(|(t, _)| t.name.clone())
+        .collect();
+    let mut keep = renamed.iter();
+    tensors.retain(|t| {
+        let overwritten = !keep.next().copied().unwrap_or(true) && taken.contains(&t.name);
+        if overwritten {
+            report.ignored.push(t.name.clone());
+        }
+        !overwritten
+    });
     if lightning {
         report.top_level_key = Some("state_dict".to_string());
     }
@@ -245,6 +302,19 @@ where
                 t.name = k;
                 kept.push(t);
             }
+            KeyAction::Unsqueeze(k, dims) => {
+                let shape: Vec<usize> = std::iter::repeat_n(1, dims)
+                    .chain(t.shape.iter().copied())
+                    .collect();
+                let (dtype, target) = (t.dtype, shape.clone());
+                kept.push(burn::store::bridge::map_data(
+                    t,
+                    k,
+                    dtype,
+                    shape.into(),
+                    move |data| TensorData::from_bytes(data.into_bytes(), target.clone(), dtype),
+                ));
+            }
             KeyAction::Drop => report.ignored.push(t.name),
         }
     }
@@ -254,7 +324,8 @@ where
     let (kept, _) = map_indices_contiguous(kept);
     let adapter = PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32));
     let result = module.apply(kept, None, Some(Box::new(adapter)), true);
-    finish(path, module, result, options, report)
+    let drop_unneeded = module.drops_unneeded();
+    finish(path, module, result, options, report, drop_unneeded)
 }
 
 /// Turns burn-store's [`ApplyResult`] into our strict/lenient verdict.
@@ -264,6 +335,7 @@ fn finish<M>(
     result: ApplyResult,
     options: &LoadOptions,
     mut report: LoadReport,
+    drop_unneeded: bool,
 ) -> Result<(M, LoadReport), ModelError> {
     let mut misshaped = Vec::new();
     let mut other = Vec::new();
@@ -285,7 +357,7 @@ fn finish<M>(
     missing.sort();
     let mut unexpected: Vec<String> = Vec::new();
     for k in &result.unused {
-        if k.ends_with("num_batches_tracked") {
+        if drop_unneeded || k.ends_with("num_batches_tracked") {
             report.ignored.push(k.clone());
         } else {
             unexpected.push(k.clone());
@@ -397,7 +469,7 @@ pub fn load_burnpack<M: Module>(
     let result = module
         .load_from(&mut store)
         .map_err(|e| checkpoint_error(path, format!("not a readable burnpack file: {e}")))?;
-    finish(path, module, result, options, LoadReport::default())
+    finish(path, module, result, options, LoadReport::default(), false)
 }
 
 /// Whether `path` names one of our burnpack files (by extension `.bpk`).

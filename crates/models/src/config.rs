@@ -32,19 +32,48 @@ use oml_interfaces::{
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{KeyAction, LoadOptions, LoadReport, TorchLayout};
+use crate::clip::{ViTCLIPExtractor, ViTCLIPExtractorConfig};
 use crate::projection::ExtractorWithMLP;
 use crate::resnet::{ResnetExtractor, ResnetExtractorConfig};
 use crate::siamese::{ConcatSiamese, LinearTrivialDistanceSiamese, TrivialDistanceSiamese};
 use crate::small_cnn::{SmallCnn, SmallCnnConfig};
+use crate::unicom::{ViTUnicomExtractor, ViTUnicomExtractorConfig};
 use crate::vit::{ViTExtractor, ViTExtractorConfig};
 
-/// The extractors this crate implements: OML's (`EXTRACTORS_REGISTRY` names) and the small CNN
-/// of the Fashion-MNIST demo.
-pub const EXTRACTOR_NAMES: [&str; 4] = ["resnet", "vit", "extractor_with_mlp", SMALL_CNN];
+/// The extractors this crate implements: OML's (`EXTRACTORS_REGISTRY` names, all of them) and
+/// the small CNN of the Fashion-MNIST demo.
+pub const EXTRACTOR_NAMES: [&str; 6] = [
+    "resnet",
+    "vit",
+    "vit_clip",
+    "vit_unicom",
+    "extractor_with_mlp",
+    SMALL_CNN,
+];
 /// Registry name of the small CNN ([`SmallCnnArgs`]).
 pub const SMALL_CNN: &str = "small_cnn";
-/// OML extractors not implemented here.
-pub const UNSUPPORTED_EXTRACTORS: [&str; 2] = ["vit_clip", "vit_unicom"];
+
+/// A `match` on the four plain extractors (`resnet`, `vit`, `vit_clip`, `vit_unicom`) of a
+/// registry enum, `$m` bound to the model or config each holds, with the enum's other
+/// variants as extra arms.
+macro_rules! plain {
+    ($value:expr, $m:ident => $body:expr $(, $pat:pat => $other:expr)* $(,)?) => {
+        match $value {
+            Self::Resnet($m) => $body,
+            Self::Vit($m) => $body,
+            Self::VitClip($m) => $body,
+            Self::VitUnicom($m) => $body,
+            $($pat => $other,)*
+        }
+    };
+}
+
+/// [`plain!`] over every variant of [`ExtractorConfig`] / [`AnyExtractor`].
+macro_rules! any {
+    ($value:expr, $m:ident => $body:expr) => {
+        plain!($value, $m => $body, Self::ExtractorWithMlp($m) => $body, Self::SmallCnn($m) => $body)
+    };
+}
 /// OML pairwise models (`PAIRWISE_MODELS_REGISTRY` names).
 pub const PAIRWISE_NAMES: [&str; 3] = [
     "linear_siamese",
@@ -56,7 +85,7 @@ pub const PAIRWISE_NAMES: [&str; 3] = [
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExtractorWithMlpConfig {
-    /// The backbone (`resnet` or `vit`).
+    /// The backbone (`resnet`, `vit`, `vit_clip` or `vit_unicom`).
     pub extractor: Box<ExtractorConfig>,
     /// MLP sizes.
     pub mlp_features: Vec<usize>,
@@ -119,8 +148,8 @@ impl SmallCnnArgs {
     }
 }
 
-/// An extractor config: OML's `{name: resnet | vit | extractor_with_mlp, args: {…}}`, or
-/// `{name: small_cnn, args: {…}}`.
+/// An extractor config: OML's `{name: resnet | vit | vit_clip | vit_unicom | extractor_with_mlp,
+/// args: {…}}`, or `{name: small_cnn, args: {…}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "WithWeights", into = "Named")]
 pub enum ExtractorConfig {
@@ -128,6 +157,10 @@ pub enum ExtractorConfig {
     Resnet(ResnetExtractorConfig),
     /// `vit`.
     Vit(ViTExtractorConfig),
+    /// `vit_clip`.
+    VitClip(ViTCLIPExtractorConfig),
+    /// `vit_unicom`.
+    VitUnicom(ViTUnicomExtractorConfig),
     /// `extractor_with_mlp`.
     ExtractorWithMlp(ExtractorWithMlpConfig),
     /// `small_cnn`.
@@ -198,12 +231,10 @@ impl TryFrom<Named> for ExtractorConfig {
         match n.name.as_str() {
             "resnet" => n.args_as().map(Self::Resnet).map_err(err),
             "vit" => n.args_as().map(Self::Vit).map_err(err),
+            "vit_clip" => n.args_as().map(Self::VitClip).map_err(err),
+            "vit_unicom" => n.args_as().map(Self::VitUnicom).map_err(err),
             "extractor_with_mlp" => n.args_as().map(Self::ExtractorWithMlp).map_err(err),
             SMALL_CNN => n.args_as().map(Self::SmallCnn).map_err(err),
-            other if UNSUPPORTED_EXTRACTORS.contains(&other) => Err(format!(
-                "extractor `{other}` exists in OML but is not implemented in oml-rs; available: {}",
-                EXTRACTOR_NAMES.join(", ")
-            )),
             other => Err(format!(
                 "unknown extractor `{other}`; available: {}",
                 EXTRACTOR_NAMES.join(", ")
@@ -223,12 +254,7 @@ impl TryFrom<WithWeights> for ExtractorConfig {
 
 impl From<ExtractorConfig> for Named {
     fn from(c: ExtractorConfig) -> Self {
-        match &c {
-            ExtractorConfig::Resnet(a) => Named::new(c.name(), a),
-            ExtractorConfig::Vit(a) => Named::new(c.name(), a),
-            ExtractorConfig::ExtractorWithMlp(a) => Named::new(c.name(), a),
-            ExtractorConfig::SmallCnn(a) => Named::new(c.name(), a),
-        }
+        c.named()
     }
 }
 
@@ -246,30 +272,26 @@ impl ExtractorConfig {
         match self {
             Self::Resnet(_) => "resnet",
             Self::Vit(_) => "vit",
+            Self::VitClip(_) => "vit_clip",
+            Self::VitUnicom(_) => "vit_unicom",
             Self::ExtractorWithMlp(_) => "extractor_with_mlp",
             Self::SmallCnn(_) => SMALL_CNN,
         }
     }
 
+    fn named(&self) -> Named {
+        any!(self, a => Named::new(self.name(), a))
+    }
+
     /// The `weights` argument.
     pub fn weights(&self) -> Option<&str> {
-        match self {
-            Self::Resnet(a) => a.weights.as_deref(),
-            Self::Vit(a) => a.weights.as_deref(),
-            Self::ExtractorWithMlp(a) => a.weights.as_deref(),
-            Self::SmallCnn(a) => a.weights.as_deref(),
-        }
+        any!(self, a => a.weights.as_deref())
     }
 
     /// The config without its `weights` argument (the inner extractor's of `extractor_with_mlp`
     /// are kept).
     pub fn without_weights(mut self) -> Self {
-        match &mut self {
-            Self::Resnet(a) => a.weights = None,
-            Self::Vit(a) => a.weights = None,
-            Self::ExtractorWithMlp(a) => a.weights = None,
-            Self::SmallCnn(a) => a.weights = None,
-        }
+        any!(&mut self, a => a.weights = None);
         self
     }
 
@@ -284,6 +306,8 @@ impl ExtractorConfig {
         Ok(match self {
             Self::Resnet(a) => AnyExtractor::Resnet(a.init(device)?),
             Self::Vit(a) => AnyExtractor::Vit(a.init(device)?),
+            Self::VitClip(a) => AnyExtractor::VitClip(a.init(device)?),
+            Self::VitUnicom(a) => AnyExtractor::VitUnicom(a.init(device)?),
             Self::ExtractorWithMlp(a) => {
                 let inner = a.extractor.init(device)?.into_backbone()?;
                 AnyExtractor::ExtractorWithMlp(ExtractorWithMLP::new(
@@ -303,6 +327,8 @@ impl ExtractorConfig {
         Ok(match self {
             Self::Resnet(a) => AnyExtractor::Resnet(a.build(device)?),
             Self::Vit(a) => AnyExtractor::Vit(a.build(device)?),
+            Self::VitClip(a) => AnyExtractor::VitClip(a.build(device)?),
+            Self::VitUnicom(a) => AnyExtractor::VitUnicom(a.build(device)?),
             Self::ExtractorWithMlp(a) => {
                 if let (Some(w), Some(_)) = (&a.weights, a.extractor.weights()) {
                     return Err(nested_weights_twice(w));
@@ -349,55 +375,45 @@ pub enum Backbone {
     Resnet(ResnetExtractor),
     /// `vit`.
     Vit(ViTExtractor),
+    /// `vit_clip`.
+    VitClip(ViTCLIPExtractor),
+    /// `vit_unicom`.
+    VitUnicom(ViTUnicomExtractor),
 }
 
 impl Extractor for Backbone {
     fn feat_dim(&self) -> usize {
-        match self {
-            Self::Resnet(m) => m.feat_dim(),
-            Self::Vit(m) => m.feat_dim(),
-        }
+        plain!(self, m => m.feat_dim())
     }
 
     fn extract(&self, images: Tensor<4>) -> Tensor<2> {
-        match self {
-            Self::Resnet(m) => m.extract(images),
-            Self::Vit(m) => m.extract(images),
-        }
+        plain!(self, m => m.extract(images))
     }
 
     fn inference(&self) -> Box<dyn Fn(Tensor<4>) -> Tensor<2> + '_> {
-        match self {
-            Self::Resnet(m) => m.inference(),
-            Self::Vit(m) => m.inference(),
-        }
+        plain!(self, m => m.inference())
     }
 }
 
 impl TorchLayout for Backbone {
     fn trial_key(&self) -> &'static str {
-        match self {
-            Self::Resnet(m) => m.trial_key(),
-            Self::Vit(m) => m.trial_key(),
-        }
+        plain!(self, m => m.trial_key())
     }
 
     fn torch_root(&self) -> &'static str {
-        "model."
+        plain!(self, m => m.torch_root())
     }
 
     fn map_key(&self, key: &str) -> KeyAction {
-        match self {
-            Self::Resnet(m) => m.map_key(key),
-            Self::Vit(m) => m.map_key(key),
-        }
+        plain!(self, m => m.map_key(key))
     }
 
     fn raw_key(&self, key: &str) -> Option<String> {
-        match self {
-            Self::Resnet(m) => m.raw_key(key),
-            Self::Vit(m) => m.raw_key(key),
-        }
+        plain!(self, m => m.raw_key(key))
+    }
+
+    fn drops_unneeded(&self) -> bool {
+        plain!(self, m => m.drops_unneeded())
     }
 }
 
@@ -406,6 +422,8 @@ impl Backbone {
         match self {
             Self::Resnet(m) => ExtractorConfig::Resnet(m.config.clone()),
             Self::Vit(m) => ExtractorConfig::Vit(m.config.clone()),
+            Self::VitClip(m) => ExtractorConfig::VitClip(m.config.clone()),
+            Self::VitUnicom(m) => ExtractorConfig::VitUnicom(m.config.clone()),
         }
     }
 }
@@ -420,7 +438,11 @@ pub enum AnyExtractor {
     Resnet(ResnetExtractor),
     /// `vit`.
     Vit(ViTExtractor),
-    /// `extractor_with_mlp` (over a `resnet` or `vit` backbone).
+    /// `vit_clip`.
+    VitClip(ViTCLIPExtractor),
+    /// `vit_unicom`.
+    VitUnicom(ViTUnicomExtractor),
+    /// `extractor_with_mlp` (over a plain extractor: a [`Backbone`]).
     ExtractorWithMlp(ExtractorWithMLP<Backbone>),
     /// `small_cnn`.
     SmallCnn(SmallCnn),
@@ -432,6 +454,8 @@ impl AnyExtractor {
         match self {
             Self::Resnet(m) => ExtractorConfig::Resnet(m.config.clone()),
             Self::Vit(m) => ExtractorConfig::Vit(m.config.clone()),
+            Self::VitClip(m) => ExtractorConfig::VitClip(m.config.clone()),
+            Self::VitUnicom(m) => ExtractorConfig::VitUnicom(m.config.clone()),
             Self::ExtractorWithMlp(m) => {
                 ExtractorConfig::ExtractorWithMlp(ExtractorWithMlpConfig {
                     extractor: Box::new(m.extractor.config()),
@@ -454,10 +478,13 @@ impl AnyExtractor {
         match self {
             Self::Resnet(m) => Ok(Backbone::Resnet(m)),
             Self::Vit(m) => Ok(Backbone::Vit(m)),
+            Self::VitClip(m) => Ok(Backbone::VitClip(m)),
+            Self::VitUnicom(m) => Ok(Backbone::VitUnicom(m)),
             Self::ExtractorWithMlp(_) | Self::SmallCnn(_) => Err(ModelError::InvalidArgument {
                 name: "extractor",
                 value: self.config().name().into(),
-                reason: "the inner extractor must be `resnet` or `vit`".into(),
+                reason: "the inner extractor must be `resnet`, `vit`, `vit_clip` or `vit_unicom`"
+                    .into(),
             }),
         }
     }
@@ -476,6 +503,12 @@ impl AnyExtractor {
             Self::Vit(m) => m
                 .load_weights(path, options)
                 .map(|(m, r)| (Self::Vit(m), r)),
+            Self::VitClip(m) => m
+                .load_weights(path, options)
+                .map(|(m, r)| (Self::VitClip(m), r)),
+            Self::VitUnicom(m) => m
+                .load_weights(path, options)
+                .map(|(m, r)| (Self::VitUnicom(m), r)),
             Self::ExtractorWithMlp(m) => m
                 .load_weights(path, options)
                 .map(|(m, r)| (Self::ExtractorWithMlp(m), r)),
@@ -497,9 +530,7 @@ impl AnyExtractor {
     /// [`ViTExtractor::save`] loads here too, and the other way round.
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
         let config = self.config();
-        match self {
-            Self::Resnet(m) => save_with_config(m, &config, path),
-            Self::Vit(m) => save_with_config(m, &config, path),
+        plain!(self, m => save_with_config(m, &config, path),
             Self::ExtractorWithMlp(m) => save_with_config(m, &config, path),
             Self::SmallCnn(m) => {
                 // `small_cnn`'s arguments describe 3 input channels only
@@ -515,7 +546,7 @@ impl AnyExtractor {
                 }
                 save_with_config(m, &config, path)
             }
-        }
+        )
     }
 
     /// Rebuilds a model saved by [`Self::save`] (or by the `save` of a concrete extractor).
@@ -525,6 +556,12 @@ impl AnyExtractor {
         Ok(match config.init(device)? {
             Self::Resnet(m) => Self::Resnet(crate::checkpoint::load_burnpack(m, path, &strict)?.0),
             Self::Vit(m) => Self::Vit(crate::checkpoint::load_burnpack(m, path, &strict)?.0),
+            Self::VitClip(m) => {
+                Self::VitClip(crate::checkpoint::load_burnpack(m, path, &strict)?.0)
+            }
+            Self::VitUnicom(m) => {
+                Self::VitUnicom(crate::checkpoint::load_burnpack(m, path, &strict)?.0)
+            }
             Self::ExtractorWithMlp(m) => {
                 Self::ExtractorWithMlp(crate::checkpoint::load_burnpack(m, path, &strict)?.0)
             }
@@ -542,30 +579,15 @@ impl AnyExtractor {
 
 impl Extractor for AnyExtractor {
     fn feat_dim(&self) -> usize {
-        match self {
-            Self::Resnet(m) => m.feat_dim(),
-            Self::Vit(m) => m.feat_dim(),
-            Self::ExtractorWithMlp(m) => m.feat_dim(),
-            Self::SmallCnn(m) => m.feat_dim(),
-        }
+        any!(self, m => m.feat_dim())
     }
 
     fn extract(&self, images: Tensor<4>) -> Tensor<2> {
-        match self {
-            Self::Resnet(m) => m.extract(images),
-            Self::Vit(m) => m.extract(images),
-            Self::ExtractorWithMlp(m) => m.extract(images),
-            Self::SmallCnn(m) => m.extract(images),
-        }
+        any!(self, m => m.extract(images))
     }
 
     fn inference(&self) -> Box<dyn Fn(Tensor<4>) -> Tensor<2> + '_> {
-        match self {
-            Self::Resnet(m) => m.inference(),
-            Self::Vit(m) => m.inference(),
-            Self::ExtractorWithMlp(m) => m.inference(),
-            Self::SmallCnn(m) => m.inference(),
-        }
+        any!(self, m => m.inference())
     }
 }
 
@@ -596,39 +618,33 @@ impl Freezable for AnyExtractor {
 /// [`AnyExtractor::load_weights`] refuses PyTorch checkpoints for a `small_cnn` on its own.
 impl TorchLayout for AnyExtractor {
     fn trial_key(&self) -> &'static str {
-        match self {
-            Self::Resnet(m) => m.trial_key(),
-            Self::Vit(m) => m.trial_key(),
+        plain!(self, m => m.trial_key(),
             Self::ExtractorWithMlp(m) => m.trial_key(),
-            Self::SmallCnn(_) => "conv1.weight",
-        }
+            Self::SmallCnn(_) => "conv1.weight")
     }
 
     fn torch_root(&self) -> &'static str {
-        match self {
-            Self::Resnet(m) => m.torch_root(),
-            Self::Vit(m) => m.torch_root(),
+        plain!(self, m => m.torch_root(),
             Self::ExtractorWithMlp(m) => m.torch_root(),
-            Self::SmallCnn(_) => "",
-        }
+            Self::SmallCnn(_) => "")
     }
 
     fn map_key(&self, key: &str) -> KeyAction {
-        match self {
-            Self::Resnet(m) => m.map_key(key),
-            Self::Vit(m) => m.map_key(key),
+        plain!(self, m => m.map_key(key),
             Self::ExtractorWithMlp(m) => m.map_key(key),
-            Self::SmallCnn(_) => KeyAction::Keep(key.to_string()),
-        }
+            Self::SmallCnn(_) => KeyAction::Keep(key.to_string()))
     }
 
     fn raw_key(&self, key: &str) -> Option<String> {
-        match self {
-            Self::Resnet(m) => m.raw_key(key),
-            Self::Vit(m) => m.raw_key(key),
+        plain!(self, m => m.raw_key(key),
             Self::ExtractorWithMlp(m) => m.raw_key(key),
-            Self::SmallCnn(_) => Some(key.to_string()),
-        }
+            Self::SmallCnn(_) => Some(key.to_string()))
+    }
+
+    fn drops_unneeded(&self) -> bool {
+        plain!(self, m => m.drops_unneeded(),
+            Self::ExtractorWithMlp(m) => m.drops_unneeded(),
+            Self::SmallCnn(_) => false)
     }
 }
 
@@ -636,6 +652,8 @@ static ALL_PRETRAINED: LazyLock<Vec<PretrainedEntry>> = LazyLock::new(|| {
     crate::zoo::RESNET_PRETRAINED
         .iter()
         .chain(crate::zoo::VIT_PRETRAINED)
+        .chain(crate::zoo::CLIP_PRETRAINED)
+        .chain(crate::zoo::UNICOM_PRETRAINED)
         .chain(crate::zoo::MLP_PRETRAINED)
         .cloned()
         .collect()
@@ -710,6 +728,8 @@ macro_rules! saved_extractor {
 
 saved_extractor!(ResnetExtractor, Resnet);
 saved_extractor!(ViTExtractor, Vit);
+saved_extractor!(ViTCLIPExtractor, VitClip);
+saved_extractor!(ViTUnicomExtractor, VitUnicom);
 
 impl Pretrained for ExtractorWithMLP<ViTExtractor> {
     fn registry() -> &'static [PretrainedEntry] {
@@ -1140,7 +1160,7 @@ mod tests {
         .unwrap();
         let e = mlp.build(&test_device()).unwrap_err().to_string();
         assert!(
-            e.contains("small_cnn") && e.contains("`resnet` or `vit`"),
+            e.contains("small_cnn") && e.contains("`vit_clip` or `vit_unicom`"),
             "{e}"
         );
     }

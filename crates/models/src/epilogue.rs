@@ -14,6 +14,10 @@ pub(crate) enum Activation {
     Gelu,
     /// `max(0, v)`, with a NaN kept (as through Burn's relu).
     Relu,
+    /// CLIP's QuickGELU, `v·σ(1.702·v)`.
+    QuickGelu,
+    /// `min(max(0, v), 6)` (Unicom's MLP).
+    Relu6,
 }
 
 /// What follows a product on a finished block of rows of `n` values: `+ bias` (per column),
@@ -55,6 +59,17 @@ impl pulp::WithSimd for Epilogue<'_> {
                     for v in o.iter_mut() {
                         // `< 0` rather than `max`: a NaN stays NaN.
                         *v = if *v < 0.0 { 0.0 } else { *v };
+                    }
+                }
+                Activation::QuickGelu => {
+                    for v in o.iter_mut() {
+                        *v = quick_gelu(*v);
+                    }
+                }
+                Activation::Relu6 => {
+                    for v in o.iter_mut() {
+                        // `f32::clamp` keeps a NaN, as Burn's clamp does.
+                        *v = v.clamp(0.0, 6.0);
                     }
                 }
             }
@@ -171,9 +186,37 @@ fn exp_neg(y: f32) -> f32 {
     p * f32::from_bits(k_bits.wrapping_add(127) << 23)
 }
 
+/// `v·σ(1.702·v)` through [`exp_neg`] (whose argument must not be negative): the sigmoid of
+/// `t` is `1/(1 + e^(−t))` for `t ≥ 0` and `e^t/(1 + e^t)` below.
+#[inline(always)]
+fn quick_gelu(v: f32) -> f32 {
+    let t = 1.702 * v;
+    let e = exp_neg(t.abs());
+    let sigmoid = if t >= 0.0 {
+        1.0 / (1.0 + e)
+    } else {
+        e / (1.0 + e)
+    };
+    v * sigmoid
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quick_gelu_matches_its_definition() {
+        for i in -2000..=2000 {
+            let v = i as f32 * 0.01;
+            let want = (v as f64) / (1.0 + (-1.702 * v as f64).exp());
+            let got = quick_gelu(v) as f64;
+            assert!(
+                (got - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                "{v}: {got} vs {want}"
+            );
+        }
+        assert!(quick_gelu(f32::NAN).is_nan());
+    }
 
     #[test]
     fn vectorised_gelu_matches_the_erf_definition() {

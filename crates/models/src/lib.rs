@@ -6,7 +6,9 @@
 //! | OML 4.0 | here |
 //! |---|---|
 //! | `ResnetExtractor(weights, arch, gem_p, remove_fc, normalise_features)` | [`ResnetExtractorConfig`] → [`ResnetExtractor`] |
-//! | `ViTExtractor(weights, arch, normalise_features, use_multi_scale)` (DINO v1) | [`ViTExtractorConfig`] → [`ViTExtractor`] |
+//! | `ViTExtractor(weights, arch, normalise_features, use_multi_scale)` (DINO v1, DINOv2) | [`ViTExtractorConfig`] → [`ViTExtractor`] |
+//! | `ViTCLIPExtractor(weights, arch, normalise_features)` | [`ViTCLIPExtractorConfig`] → [`ViTCLIPExtractor`] |
+//! | `ViTUnicomExtractor(weights, arch, normalise_features)` | [`ViTUnicomExtractorConfig`] → [`ViTUnicomExtractor`] |
 //! | `ExtractorWithMLP(extractor, mlp_features, weights, train_backbone)` | [`ExtractorWithMLP`] |
 //! | `LinearTrivialDistanceSiamese`, `TrivialDistanceSiamese`, `ConcatSiamese` | [`LinearTrivialDistanceSiamese`], [`TrivialDistanceSiamese`], [`ConcatSiamese`] |
 //! | `EXTRACTORS_REGISTRY`, `PAIRWISE_MODELS_REGISTRY` (`{name, args}` configs) | [`ExtractorConfig`] → [`AnyExtractor`], [`PairwiseConfig`] → [`AnyPairwise`] |
@@ -53,6 +55,7 @@
 //! exact key processing and `docs/models.md` for the parity tolerances.
 
 pub mod checkpoint;
+pub mod clip;
 pub mod config;
 mod epilogue;
 mod nhwc;
@@ -61,10 +64,12 @@ pub mod projection;
 pub mod resnet;
 pub mod siamese;
 pub mod small_cnn;
+pub mod unicom;
 pub mod vit;
 pub mod zoo;
 
 pub use checkpoint::{KeyAction, LoadOptions, LoadReport, TorchLayout};
+pub use clip::{ClipArch, ClipNetwork, ViTCLIPExtractor, ViTCLIPExtractorConfig};
 pub use config::{
     AnyExtractor, AnyPairwise, Backbone, ConcatSiameseConfig, ExtractorConfig,
     ExtractorWithMlpConfig, LinearSiameseConfig, PairwiseConfig, SmallCnnArgs,
@@ -75,7 +80,9 @@ pub use projection::ExtractorWithMLP;
 pub use resnet::{ResNet, ResnetArch, ResnetExtractor, ResnetExtractorConfig};
 pub use siamese::{ConcatSiamese, LinearTrivialDistanceSiamese, TrivialDistanceSiamese};
 pub use small_cnn::{SmallCnn, SmallCnnConfig};
+pub use unicom::{UnicomArch, UnicomNetwork, ViTUnicomExtractor, ViTUnicomExtractorConfig};
 pub use vit::{
-    PosInterpolation, ViTExtractor, ViTExtractorConfig, VisionTransformer, VitArch, VitConfig,
+    MlpActivation, PosInterpolation, ViTExtractor, ViTExtractorConfig, VisionTransformer, VitArch,
+    VitConfig,
 };
 pub use zoo::{Preprocessing, PretrainedModel, ResizeMode};

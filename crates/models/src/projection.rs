@@ -163,10 +163,7 @@ impl<E: TorchLayout> TorchLayout for ExtractorWithMLP<E> {
 
     fn map_key(&self, key: &str) -> KeyAction {
         match key.strip_prefix("extractor.") {
-            Some(inner) => match self.extractor.map_key(inner) {
-                KeyAction::Keep(k) => KeyAction::Keep(format!("extractor.{k}")),
-                KeyAction::Drop => KeyAction::Drop,
-            },
+            Some(inner) => self.extractor.map_key(inner).under("extractor."),
             None => KeyAction::Keep(key.to_string()),
         }
     }

@@ -17,7 +17,7 @@ use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
+use burn::tensor::activation::{gelu, sigmoid};
 use oml_interfaces::{Extractor, ModelError, Pretrained, PretrainedEntry};
 use serde::{Deserialize, Serialize};
 
@@ -160,6 +160,57 @@ pub struct VitConfig {
     /// How position embeddings reach other input sizes. Default: DINO's scale factor.
     #[serde(default)]
     pub pos_interpolation: PosInterpolation,
+    /// A class token leads the tokens and is the output (DINO, CLIP); without one (Unicom) the
+    /// output is every token after the final norm, flattened. Default `true`.
+    #[serde(default = "yes")]
+    pub class_token: bool,
+    /// CLIP's `ln_pre`: a LayerNorm over the tokens before the first block. Default `false`.
+    #[serde(default)]
+    pub pre_norm: bool,
+    /// Bias in the `qkv` projection. Default `true` (Unicom has none).
+    #[serde(default = "yes")]
+    pub qkv_bias: bool,
+    /// Bias in the patch embedding's convolution. Default `true` (CLIP's `conv1` has none).
+    #[serde(default = "yes")]
+    pub patch_bias: bool,
+    /// The MLP's activation. Default GELU.
+    #[serde(default)]
+    pub activation: MlpActivation,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The activation between a block's two MLP layers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MlpActivation {
+    /// Exact (erf) GELU: DINO, DINOv2.
+    #[default]
+    Gelu,
+    /// `x·σ(1.702·x)`: CLIP.
+    QuickGelu,
+    /// `min(max(0, x), 6)`: Unicom.
+    Relu6,
+}
+
+impl MlpActivation {
+    fn apply(self, x: Tensor<3>) -> Tensor<3> {
+        match self {
+            Self::Gelu => gelu(x),
+            Self::QuickGelu => x.clone() * sigmoid(x * 1.702),
+            Self::Relu6 => x.clamp(0.0, 6.0),
+        }
+    }
+
+    fn host(self) -> Activation {
+        match self {
+            Self::Gelu => Activation::Gelu,
+            Self::QuickGelu => Activation::QuickGelu,
+            Self::Relu6 => Activation::Relu6,
+        }
+    }
 }
 
 /// How the trained grid of position embeddings is resized to another input's patch grid
@@ -193,6 +244,11 @@ impl Default for VitConfig {
             mask_token: false,
             register_tokens: 0,
             pos_interpolation: PosInterpolation::ScaleFactor,
+            class_token: true,
+            pre_norm: false,
+            qkv_bias: true,
+            patch_bias: true,
+            activation: MlpActivation::Gelu,
         }
     }
 }
@@ -239,17 +295,24 @@ impl VitConfig {
                 .with_initializer(init.clone())
                 .init(device)
         };
+        let qkv = || {
+            LinearConfig::new(d, 3 * d)
+                .with_bias(self.qkv_bias)
+                .with_initializer(init.clone())
+                .init(device)
+        };
         let norm = || {
             LayerNormConfig::new(d)
                 .with_epsilon(self.layer_norm_eps)
                 .init(device)
         };
         let grid = self.img_size / self.patch_size;
+        let lead = usize::from(self.class_token);
         let blocks = (0..self.depth)
             .map(|_| VitBlock {
                 norm1: norm(),
                 attn: Attention {
-                    qkv: linear(d, 3 * d),
+                    qkv: qkv(),
                     proj: linear(d, d),
                     num_heads: self.num_heads,
                 },
@@ -257,21 +320,24 @@ impl VitConfig {
                 mlp: Mlp {
                     fc1: linear(d, d * self.mlp_ratio),
                     fc2: linear(d * self.mlp_ratio, d),
+                    activation: self.activation,
                 },
                 ls1: self.layer_scale.map(|v| LayerScale::new(d, v, device)),
                 ls2: self.layer_scale.map(|v| LayerScale::new(d, v, device)),
             })
             .collect();
         Ok(VisionTransformer {
-            cls_token: init.init([1, 1, d], device),
-            pos_embed: init.init([1, grid * grid + 1, d], device),
+            cls_token: self.class_token.then(|| init.init([1, 1, d], device)),
+            pos_embed: init.init([1, grid * grid + lead, d], device),
             patch_embed: PatchEmbed {
                 proj: Conv2dConfig::new([self.in_chans, d], [self.patch_size, self.patch_size])
                     .with_stride([self.patch_size, self.patch_size])
+                    .with_bias(self.patch_bias)
                     .init(device),
                 patch_size: self.patch_size,
             },
             blocks,
+            ln_pre: self.pre_norm.then(norm),
             norm: norm(),
             mask_token: self
                 .mask_token
@@ -336,20 +402,23 @@ impl Attention {
     }
 }
 
-/// DINO's `Mlp`: `fc1 → GELU (exact) → fc2`.
+/// DINO's `Mlp`: `fc1 → activation → fc2`.
 #[derive(Module, Debug)]
 pub struct Mlp {
     /// Expansion.
     pub fc1: Linear,
     /// Projection back.
     pub fc2: Linear,
+    /// Between the two.
+    #[module(skip)]
+    pub activation: MlpActivation,
 }
 
 impl Mlp {
     /// # Shapes
     /// `[B, N, C] -> [B, N, C]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.fc2.forward(gelu(self.fc1.forward(x)))
+        self.fc2.forward(self.activation.apply(self.fc1.forward(x)))
     }
 }
 
@@ -383,15 +452,18 @@ impl VitBlock {
     }
 }
 
-/// DINO's `VisionTransformer` without a head (`num_classes = 0`).
+/// DINO's `VisionTransformer` without a head (`num_classes = 0`), which also carries CLIP's
+/// visual tower (`ln_pre`, QuickGELU) and Unicom's (no class token, ReLU6).
 #[derive(Module, Debug)]
 pub struct VisionTransformer {
-    /// `[1, 1, dim]`.
-    pub cls_token: Param<Tensor<3>>,
-    /// `[1, grid² + 1, dim]`.
+    /// `[1, 1, dim]` (none in Unicom).
+    pub cls_token: Option<Param<Tensor<3>>>,
+    /// `[1, grid² + 1, dim]` (`[1, grid², dim]` without a class token).
     pub pos_embed: Param<Tensor<3>>,
     /// Patch embedding.
     pub patch_embed: PatchEmbed,
+    /// CLIP's LayerNorm before the blocks.
+    pub ln_pre: Option<LayerNorm>,
     /// Transformer blocks.
     pub blocks: Vec<VitBlock>,
     /// Final LayerNorm.
@@ -408,7 +480,12 @@ pub struct VisionTransformer {
 impl VisionTransformer {
     /// Token width (`len(norm.bias)`).
     pub fn embed_dim(&self) -> usize {
-        self.cls_token.dims()[2]
+        self.pos_embed.dims()[2]
+    }
+
+    /// Tokens before the patches that have position embeddings: 1 with a class token, else 0.
+    fn lead(&self) -> usize {
+        usize::from(self.cls_token.is_some())
     }
 
     /// DINO's `interpolate_pos_encoding` for an `h × w` image and `npatch` patch tokens (see
@@ -419,16 +496,17 @@ impl VisionTransformer {
     /// `-> [1, npatch + 1, dim]`.
     pub fn interpolate_pos_encoding(&self, npatch: usize, h: usize, w: usize) -> Tensor<3> {
         let pos = self.pos_embed.val();
-        let [_, n1, dim] = pos.dims();
-        let n = n1 - 1;
+        let [_, rows, dim] = pos.dims();
+        let lead = self.lead();
+        let n = rows - lead;
         if npatch == n && w == h {
             return pos;
         }
-        let class_pos = pos.clone().narrow(1, 0, 1);
         let grid = (n as f64).sqrt() as usize;
         let p = self.patch_embed.patch_size;
         let patch_pos = pos
-            .narrow(1, 1, n)
+            .clone()
+            .narrow(1, lead, n)
             .reshape([grid, grid, dim])
             .permute([2, 0, 1])
             .unsqueeze_dim::<4>(0);
@@ -455,34 +533,40 @@ impl VisionTransformer {
             .squeeze_dim::<3>(0)
             .permute([1, 2, 0])
             .reshape([1, oh * ow, dim]);
-        Tensor::cat(vec![class_pos, patch_pos], 1)
+        if lead == 0 {
+            return patch_pos;
+        }
+        Tensor::cat(vec![pos.narrow(1, 0, lead), patch_pos], 1)
     }
 
     /// Patch tokens with the CLS token and position embeddings, then the registers (which
-    /// get none) after the CLS token.
+    /// get none) after the CLS token, then CLIP's `ln_pre`.
     ///
     /// # Shapes
-    /// `[B, C, H, W] -> [B, 1 + R + (H/p)(W/p), dim]`.
+    /// `[B, C, H, W] -> [B, 1 + R + (H/p)(W/p), dim]` (no 1 without a class token).
     pub fn prepare_tokens(&self, x: Tensor<4>) -> Tensor<3> {
         let [b, _, h, w] = x.dims();
         let patches = ops::conv2d(&self.patch_embed.proj, x); // [B, dim, H/p, W/p]
         let [_, dim, gh, gw] = patches.dims();
         let patches = patches.reshape([b, dim, gh * gw]).swap_dims(1, 2);
-        let cls = self.cls_token.val().expand([b, 1, dim]);
-        let tokens = Tensor::cat(vec![cls, patches], 1);
-        let tokens = tokens + self.interpolate_pos_encoding(gh * gw, h, w);
-        match &self.register_tokens {
-            Some(registers) => {
-                let r = registers.dims()[1];
-                Tensor::cat(
-                    vec![
-                        tokens.clone().narrow(1, 0, 1),
-                        registers.val().expand([b, r, dim]),
-                        tokens.narrow(1, 1, gh * gw),
-                    ],
-                    1,
-                )
+        let pos = self.interpolate_pos_encoding(gh * gw, h, w);
+        let mut parts = Vec::with_capacity(3);
+        let patches = match &self.cls_token {
+            Some(cls) => {
+                let tokens = Tensor::cat(vec![cls.val().expand([b, 1, dim]), patches], 1) + pos;
+                parts.push(tokens.clone().narrow(1, 0, 1));
+                tokens.narrow(1, 1, gh * gw)
             }
+            None => patches + pos,
+        };
+        if let Some(registers) = &self.register_tokens {
+            let r = registers.dims()[1];
+            parts.push(registers.val().expand([b, r, dim]));
+        }
+        parts.push(patches);
+        let tokens = Tensor::cat(parts, 1);
+        match &self.ln_pre {
+            Some(norm) => norm.forward(tokens),
             None => tokens,
         }
     }
@@ -499,34 +583,58 @@ impl VisionTransformer {
         self.norm.forward(x)
     }
 
-    /// The CLS token after the final norm (DINO's `forward`).
+    /// The CLS token after the final norm (DINO's `forward`); without a class token, every
+    /// token after it, flattened token-major (index `t·dim + c`, as Unicom's head reads them).
     ///
     /// # Shapes
-    /// `[B, C, H, W] -> [B, dim]`.
+    /// `[B, C, H, W] -> [B, dim]` (`[B, N·dim]` without a class token).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let tokens = self.forward_tokens(x);
-        let [b, _, dim] = tokens.dims();
-        tokens.narrow(1, 0, 1).reshape([b, dim])
+        let [b, n, dim] = tokens.dims();
+        match self.cls_token {
+            Some(_) => tokens.narrow(1, 0, 1).reshape([b, dim]),
+            None => tokens.reshape([b, n * dim]),
+        }
+    }
+
+    /// The host path's network ([`HostVit`]) with LayerNorms of `epsilon`, on a CPU backend
+    /// at inference.
+    pub(crate) fn host(&self, epsilon: f64) -> Option<HostVit> {
+        ops::host_inference(&self.pos_embed.device())
+            .then(|| HostVit::new(self, epsilon))
+            .flatten()
+    }
+
+    /// [`forward`](Self::forward) through `host` when given and the input fits it, else
+    /// through Burn's layers.
+    pub(crate) fn run(&self, host: Option<&HostVit>, x: Tensor<4>) -> Tensor<2> {
+        match host {
+            Some(host) => host.forward(self, x).unwrap_or_else(|x| self.forward(*x)),
+            None => self.forward(x),
+        }
     }
 }
 
 /// A ViT prepared for inference on the host once (every weight read off the device, the patch
 /// embedding laid out as an NHWC convolution): tokens stay host rows `[B·N, C]` from the patch
 /// embedding to the final norm, each linear layer one host GEMM with its bias, residual and
-/// GELU applied as its rows are finished ([`HostLinear`]).
+/// activation applied as its rows are finished ([`HostLinear`]).
 ///
-/// Only the CLS token leaves the network, so the last block runs its attention for the CLS
+/// Where only the CLS token leaves the network, the last block runs its attention for the CLS
 /// query alone and its projection and MLP on the CLS rows alone (the keys and values still
 /// come from every token): the same values as the whole block, a twelfth of a ViT-S's work
 /// less.
 pub(crate) struct HostVit {
     patch: HostConv,
-    /// `[C]`.
+    /// Token width `C`.
+    dim: usize,
+    /// `[C]`, empty without a class token.
     cls: Vec<f32>,
-    /// `[grid² + 1, C]`: the position embeddings at the training size.
+    /// `[lead + grid², C]`: the position embeddings at the training size.
     pos: Vec<f32>,
     /// `[R, C]`: DINOv2's registers (empty without).
     registers: Vec<f32>,
+    ln_pre: Option<HostLayerNorm>,
     blocks: Vec<HostBlock>,
     norm: HostLayerNorm,
 }
@@ -539,6 +647,7 @@ struct HostBlock {
     proj: HostLinear,
     norm2: HostLayerNorm,
     fc1: HostLinear,
+    activation: Activation,
     fc2: HostLinear,
 }
 
@@ -566,17 +675,24 @@ impl HostVit {
                     proj: scaled(&b.attn.proj, &b.ls1)?,
                     norm2: norm(&b.norm2)?,
                     fc1: HostLinear::new(&b.mlp.fc1)?,
+                    activation: b.mlp.activation.host(),
                     fc2: scaled(&b.mlp.fc2, &b.ls2)?,
                 })
             })
             .collect::<Option<Vec<_>>>()?;
+        let host_of = |p: &Option<Param<Tensor<3>>>| match p {
+            Some(p) => host_f32(p.val()).ok(),
+            None => Some(Vec::new()),
+        };
         let host = Self {
             patch: HostConv::new(&net.patch_embed.proj, None)?,
-            cls: host_f32(net.cls_token.val()).ok()?,
+            dim: net.embed_dim(),
+            cls: host_of(&net.cls_token)?,
             pos: host_f32(net.pos_embed.val()).ok()?,
-            registers: match &net.register_tokens {
-                Some(r) => host_f32(r.val()).ok()?,
-                None => Vec::new(),
+            registers: host_of(&net.register_tokens)?,
+            ln_pre: match &net.ln_pre {
+                Some(n) => Some(norm(n)?),
+                None => None,
             },
             blocks,
             norm: norm(&net.norm)?,
@@ -588,7 +704,7 @@ impl HostVit {
 
     /// Every layer's width agrees with the token width `C`, and there is a last block.
     fn widths_chain(&self) -> bool {
-        let dim = self.cls.len();
+        let dim = self.dim;
         let blocks_chain = self.blocks.iter().all(|b| {
             let hidden = b.fc1.shape()[1];
             b.heads > 0
@@ -604,6 +720,8 @@ impl HostVit {
             && blocks_chain
             && self.patch.out_channels() == dim
             && self.norm.width() == dim
+            && self.ln_pre.as_ref().is_none_or(|n| n.width() == dim)
+            && [0, dim].contains(&self.cls.len())
             && self.pos.len().is_multiple_of(dim)
             && self.registers.len().is_multiple_of(dim)
     }
@@ -612,77 +730,81 @@ impl HostVit {
     /// position embeddings at other sizes); `x` comes back where it does not fit the layers.
     ///
     /// # Shapes
-    /// `[B, C, H, W] -> [B, dim]`.
+    /// `[B, C, H, W] -> [B, dim]` (`[B, N·dim]` without a class token).
     pub fn forward(
         &self,
         net: &VisionTransformer,
         x: Tensor<4>,
     ) -> Result<Tensor<2>, Box<Tensor<4>>> {
         let [b, c, h, w] = x.dims();
-        let dim = self.cls.len();
+        let dim = self.dim;
         let device = x.device();
         let Some([_, gh, gw, _]) = self.patch.out_dims([b, h, w, c]) else {
             return Err(Box::new(x));
         };
-        let n = gh * gw + 1;
+        let rows = self.cls.len() / dim + gh * gw;
         let interpolated;
-        let pos = if self.pos.len() == n * dim && h == w {
+        let pos = if self.pos.len() == rows * dim && h == w {
             &self.pos
         } else {
             match host_f32(net.interpolate_pos_encoding(gh * gw, h, w)) {
-                Ok(p) if p.len() == n * dim => {
+                Ok(p) if p.len() == rows * dim => {
                     interpolated = p;
                     &interpolated
                 }
                 _ => return Err(Box::new(x)),
             }
         };
-        let cls = ops::with_host(x, None::<Tensor<1>>, |x, _| {
+        let out = ops::with_host(x, None::<Tensor<1>>, |x, _| {
             let patches = self
                 .patch
                 .forward(&Map::from_nchw(x, [b, c, h, w]), None, false)?;
-            self.cls_token_out(&patches.data, pos, [b, gh * gw])
+            self.output(&patches.data, pos, [b, gh * gw])
         })
         .map_err(|back| Box::new(back.0))?;
-        let Some(cls) = cls else {
+        let Some(out) = out else {
             unreachable!(
                 "the input's shape was checked against the patch embedding, the widths in `new`"
             )
         };
-        Ok(Tensor::from_data(TensorData::new(cls, [b, dim]), &device))
+        let width = out.len().checked_div(b).unwrap_or(dim);
+        Ok(Tensor::from_data(TensorData::new(out, [b, width]), &device))
     }
 
-    /// The CLS rows `[B, C]` after the final norm, from the patch embeddings `[B, P, C]` and
-    /// the position embeddings `[1 + P, C]`: each image's tokens are the CLS token, the
-    /// registers (no position embedding) and the patches.
-    fn cls_token_out(
-        &self,
-        patches: &[f32],
-        pos: &[f32],
-        [b, npatch]: [usize; 2],
-    ) -> Option<Vec<f32>> {
-        let dim = self.cls.len();
-        let n = 1 + self.registers.len() / dim + npatch;
+    /// The output rows after the final norm (the CLS rows `[B, C]`, or every token `[B, N·C]`
+    /// without a class token), from the patch embeddings `[B, P, C]` and the position
+    /// embeddings `[lead + P, C]`: each image's tokens are the CLS token, the registers (no
+    /// position embedding) and the patches.
+    fn output(&self, patches: &[f32], pos: &[f32], [b, npatch]: [usize; 2]) -> Option<Vec<f32>> {
+        let dim = self.dim;
+        let lead = self.cls.len();
+        let n = (lead + self.registers.len()) / dim + npatch;
         let mut x = vec![0f32; b * n * dim];
         x.par_chunks_mut(n * dim)
             .zip(patches.par_chunks(npatch * dim))
             .for_each(|(image, patches)| {
-                let (cls, rest) = image.split_at_mut(dim);
+                let (cls, rest) = image.split_at_mut(lead);
                 for ((o, t), p) in cls.iter_mut().zip(&self.cls).zip(pos) {
                     *o = t + p;
                 }
                 let (registers, rest) = rest.split_at_mut(self.registers.len());
                 registers.copy_from_slice(&self.registers);
-                for ((o, t), p) in rest.iter_mut().zip(patches).zip(&pos[dim..]) {
+                for ((o, t), p) in rest.iter_mut().zip(patches).zip(&pos[lead..]) {
                     *o = t + p;
                 }
             });
-        let (last, blocks) = self.blocks.split_last()?;
         let mut scratch = Scratch::default();
+        if let Some(ln_pre) = &self.ln_pre {
+            let normed = prefix(&mut scratch.normed, x.len());
+            ln_pre.forward_into(&x, normed)?;
+            x.copy_from_slice(normed);
+        }
+        let (last, blocks) = self.blocks.split_last()?;
         for block in blocks {
             block.forward(&mut x, &mut scratch, [b, n], n)?;
         }
-        last.forward(&mut x, &mut scratch, [b, n], 1)?;
+        let queries = if lead > 0 { 1 } else { n };
+        last.forward(&mut x, &mut scratch, [b, n], queries)?;
         self.norm.forward(&x)
     }
 }
@@ -743,7 +865,7 @@ impl HostBlock {
         self.norm2.forward_into(mid, normed)?;
         let hidden = prefix(hidden, mid.len() / dim * self.fc1.shape()[1]);
         self.fc1
-            .forward_into(normed, None, Activation::Gelu, hidden)?;
+            .forward_into(normed, None, self.activation, hidden)?;
         self.fc2
             .forward_into(hidden, Some(mid), Activation::Identity, x)
     }
@@ -865,21 +987,14 @@ impl ViTExtractor {
 
     /// The host path's network ([`HostVit`]), on a CPU backend at inference.
     fn host(&self) -> Option<HostVit> {
-        ops::host_inference(&self.model.cls_token.device())
-            .then(|| HostVit::new(&self.model, self.config.network().layer_norm_eps))
-            .flatten()
+        self.model.host(self.config.network().layer_norm_eps)
     }
 
     /// OML's `forward`: the network at one scale or OML's `_multi_scale` (the mean of the
     /// outputs at scales `1, 1/√2, 1/2`), then the optional normalisation; through `host` when
     /// given, else Burn's layers.
     fn run(&self, host: Option<&HostVit>, images: Tensor<4>) -> Tensor<2> {
-        let forward = |x: Tensor<4>| match host {
-            Some(host) => host
-                .forward(&self.model, x)
-                .unwrap_or_else(|x| self.model.forward(*x)),
-            None => self.model.forward(x),
-        };
+        let forward = |x: Tensor<4>| self.model.run(host, x);
         let x = if self.config.use_multi_scale {
             let mut sum = forward(images.clone());
             for s in [1.0 / 2f64.sqrt(), 0.5] {

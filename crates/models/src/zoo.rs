@@ -26,6 +26,11 @@ pub const STORAGE_CKPTS: &str = "https://oml.daloroserver.com/download/checkpoin
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// ImageNet standard deviations.
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+/// CLIP's normalisation (`oml.const.MEAN_CLIP` / `STD_CLIP`), also Unicom's.
+pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+/// CLIP's standard deviations (OML's digits, more than an `f32` holds).
+#[allow(clippy::excessive_precision)]
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 /// OML's padding colour (`PAD_COLOR`).
 pub const PAD_COLOR: [u8; 3] = [255, 255, 255];
 
@@ -70,6 +75,16 @@ impl Preprocessing {
             std: IMAGENET_STD,
         }
     }
+
+    const fn clip(mode: ResizeMode, resize: usize, size: usize) -> Self {
+        Self {
+            mode,
+            resize,
+            size,
+            mean: CLIP_MEAN,
+            std: CLIP_STD,
+        }
+    }
 }
 
 /// A pretrained key with everything needed to use it: the download entry, the hash scheme and the
@@ -78,11 +93,12 @@ impl Preprocessing {
 pub struct PretrainedModel {
     /// Registry entry (key, URLs, md5 prefix, cache file name, OML's `init_args`).
     pub entry: &'static PretrainedEntry,
-    /// torchvision files carry a SHA-256 prefix in their name instead of an md5.
+    /// A SHA-256 (prefix) to check: torchvision files carry one in their name instead of an
+    /// md5, Unicom's release files are checked by their full SHA-256.
     pub sha256_prefix: Option<&'static str>,
     /// Input size and normalisation.
     pub preprocessing: Preprocessing,
-    /// OML's registry family: `resnet`, `vit` or `extractor_with_mlp`.
+    /// OML's registry family: `resnet`, `vit`, `vit_clip`, `vit_unicom` or `extractor_with_mlp`.
     pub family: &'static str,
 }
 
@@ -141,8 +157,8 @@ pub static RESNET_PRETRAINED: &[PretrainedEntry] = &[
     ),
 ];
 
-/// `ViTExtractor.pretrained_models` for DINO v1 and OML's own ViT-S/16 checkpoints. (OML's Google
-/// Drive mirrors are not listed: they need gdown's confirmation flow.)
+/// `ViTExtractor.pretrained_models` for DINO v1, DINOv2 and OML's own ViT-S/16 checkpoints. (OML's
+/// Google Drive mirrors are not listed: they need gdown's confirmation flow.)
 pub static VIT_PRETRAINED: &[PretrainedEntry] = &[
     entry!(
         "vits16_dino",
@@ -177,6 +193,48 @@ pub static VIT_PRETRAINED: &[PretrainedEntry] = &[
         r#"{"arch": "vitb8", "normalise_features": false}"#
     ),
     entry!(
+        "vits14_dinov2",
+        ["https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth"],
+        "2e405c",
+        "dinov2_vits14.ckpt",
+        r#"{"arch": "vits14", "normalise_features": false}"#
+    ),
+    entry!(
+        "vits14_reg_dinov2",
+        ["https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_reg4_pretrain.pth"],
+        "2a50c5",
+        "dinov2_vits14_reg4.ckpt",
+        r#"{"arch": "vits14_reg", "normalise_features": false}"#
+    ),
+    entry!(
+        "vitb14_dinov2",
+        ["https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth"],
+        "8635e7",
+        "dinov2_vitb14.ckpt",
+        r#"{"arch": "vitb14", "normalise_features": false}"#
+    ),
+    entry!(
+        "vitb14_reg_dinov2",
+        ["https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_reg4_pretrain.pth"],
+        "13d13c",
+        "dinov2_vitb14_reg4.ckpt",
+        r#"{"arch": "vitb14_reg", "normalise_features": false}"#
+    ),
+    entry!(
+        "vitl14_dinov2",
+        ["https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth"],
+        "19a02c",
+        "dinov2_vitl14.ckpt",
+        r#"{"arch": "vitl14", "normalise_features": false}"#
+    ),
+    entry!(
+        "vitl14_reg_dinov2",
+        ["https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_reg4_pretrain.pth"],
+        "8b6364",
+        "dinov2_vitl14_reg4.ckpt",
+        r#"{"arch": "vitl14_reg", "normalise_features": false}"#
+    ),
+    entry!(
         "vits16_inshop",
         ["https://oml.daloroserver.com/download/checkpoints/inshop/vits16_inshop_a76b85.ckpt"],
         "a76b85",
@@ -203,6 +261,118 @@ pub static VIT_PRETRAINED: &[PretrainedEntry] = &[
         "9f1e59",
         "vits16_cars.ckpt",
         r#"{"arch": "vits16", "normalise_features": false}"#
+    ),
+];
+
+/// `ViTCLIPExtractor.pretrained_models`: OpenAI's TorchScript files (which load only once
+/// converted to a state dict: the error says how) and SberAI's ruCLIP state dicts.
+pub static CLIP_PRETRAINED: &[PretrainedEntry] = &[
+    entry!(
+        "openai_vitb16_224",
+        [
+            "https://openaipublic.azureedge.net/clip/models/5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt"
+        ],
+        "44c3d804ecac03d9545ac1a3adbca3a6",
+        "openai_vitb16_224.ckpt",
+        r#"{"arch": "vitb16_224", "normalise_features": false}"#
+    ),
+    entry!(
+        "openai_vitb32_224",
+        [
+            "https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt"
+        ],
+        "3ba34e387b24dfe590eeb1ae6a8a122b",
+        "openai_vitb32_224.ckpt",
+        r#"{"arch": "vitb32_224", "normalise_features": false}"#
+    ),
+    entry!(
+        "openai_vitl14_224",
+        [
+            "https://openaipublic.azureedge.net/clip/models/b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt"
+        ],
+        "096db1af569b284eb76b3881534822d9",
+        "openai_vitl14_224.ckpt",
+        r#"{"arch": "vitl14_224", "normalise_features": false}"#
+    ),
+    entry!(
+        "sber_vitb16_224",
+        [
+            "https://huggingface.co/sberbank-ai/ruclip-vit-base-patch16-224/resolve/main/pytorch_model.bin"
+        ],
+        "7882e07674d78c674e33cb892a68bbfc",
+        "sber_vitb16_224.ckpt",
+        r#"{"arch": "vitb16_224", "normalise_features": false}"#
+    ),
+    entry!(
+        "sber_vitb32_224",
+        [
+            "https://huggingface.co/sberbank-ai/ruclip-vit-base-patch32-224/resolve/main/pytorch_model.bin"
+        ],
+        "e2c4dab46a3cfa608bdd762973e90d32",
+        "sber_vitb32_224.ckpt",
+        r#"{"arch": "vitb32_224", "normalise_features": false}"#
+    ),
+    entry!(
+        "sber_vitl14_224",
+        [
+            "https://huggingface.co/sberbank-ai/ruclip-vit-large-patch14-224/resolve/main/pytorch_model.bin"
+        ],
+        "9b4a1cd25d15bad4ffd2ba6e34b8a67c",
+        "sber_vitl14_224.ckpt",
+        r#"{"arch": "vitl14_224", "normalise_features": false}"#
+    ),
+];
+
+/// `ViTUnicomExtractor.pretrained_models`: Unicom's release files (fp16 state dicts), checked by
+/// their SHA-256 (see [`UNICOM_SHA256`]) as Unicom's loader does; no md5 is published.
+pub static UNICOM_PRETRAINED: &[PretrainedEntry] = &[
+    entry!(
+        "vitb32_unicom",
+        ["https://github.com/deepglint/unicom/releases/download/b32/FP16-ViT-B-32.pt"],
+        "",
+        "FP16-ViT-B-32.pt",
+        r#"{"arch": "vitb32_unicom", "normalise_features": true}"#
+    ),
+    entry!(
+        "vitb16_unicom",
+        ["https://github.com/deepglint/unicom/releases/download/b16/FP16-ViT-B-16.pt"],
+        "",
+        "FP16-ViT-B-16.pt",
+        r#"{"arch": "vitb16_unicom", "normalise_features": true}"#
+    ),
+    entry!(
+        "vitl14_unicom",
+        ["https://github.com/deepglint/unicom/releases/download/l14/FP16-ViT-L-14.pt"],
+        "",
+        "FP16-ViT-L-14.pt",
+        r#"{"arch": "vitl14_unicom", "normalise_features": true}"#
+    ),
+    entry!(
+        "vitl14_336px_unicom",
+        ["https://github.com/deepglint/unicom/releases/download/l14_336px/FP16-ViT-L-14-336px.pt"],
+        "",
+        "FP16-ViT-L-14-336px.pt",
+        r#"{"arch": "vitl14_336px_unicom", "normalise_features": true}"#
+    ),
+];
+
+/// The SHA-256 of each Unicom release file (Unicom's `_SHA256`), by key.
+pub const UNICOM_SHA256: [(&str, &str); 4] = [
+    (
+        "vitb32_unicom",
+        "f9d5696a9b58dbbbefee2d31615ca59084f2895a0fdd2ca4c235e0f9b2793f7a",
+    ),
+    (
+        "vitb16_unicom",
+        "c04f324f7c3b4435667236ec6c0eca1cd62f9d64fbfc2d06f8e8e60e6497edef",
+    ),
+    (
+        "vitl14_unicom",
+        "ff3ab62ff782876460099e6e0ee17b73a7c01109de2fffd595f16f4129404bbd",
+    ),
+    (
+        "vitl14_336px_unicom",
+        "3916ab5aed3b522fc90345be8b4457fe5dad60801ad2af5a6871c0c096e8d7ea",
     ),
 ];
 
@@ -241,6 +411,9 @@ pub fn pretrained_models() -> Vec<PretrainedModel> {
             "vits16_inshop" | "vits16_sop" => {
                 Preprocessing::imagenet(ShorterSideBicubicCenterCrop, 224, 224)
             }
+            k if k.ends_with("_dinov2") => {
+                Preprocessing::imagenet(ShorterSideBicubicCenterCrop, 224, 224)
+            }
             "vits16_cars" | "vits16_cub" => Preprocessing::imagenet(LongestSidePad, 224, 224),
             _ => Preprocessing::imagenet(Stretch, 224, 224),
         };
@@ -249,6 +422,26 @@ pub fn pretrained_models() -> Vec<PretrainedModel> {
             sha256_prefix: None,
             preprocessing,
             family: "vit",
+        });
+    }
+    for e in CLIP_PRETRAINED {
+        out.push(PretrainedModel {
+            entry: e,
+            sha256_prefix: None,
+            preprocessing: Preprocessing::clip(LongestSidePad, 224, 224),
+            family: "vit_clip",
+        });
+    }
+    for e in UNICOM_PRETRAINED {
+        let size = if e.key.contains("336") { 336 } else { 224 };
+        out.push(PretrainedModel {
+            entry: e,
+            sha256_prefix: UNICOM_SHA256
+                .iter()
+                .find(|(k, _)| *k == e.key)
+                .map(|(_, sha)| *sha),
+            preprocessing: Preprocessing::clip(ShorterSideBicubicCenterCrop, size, size),
+            family: "vit_unicom",
         });
     }
     for e in MLP_PRETRAINED {
@@ -611,12 +804,21 @@ mod tests {
         let all = pretrained_models();
         assert_eq!(
             all.len(),
-            RESNET_PRETRAINED.len() + VIT_PRETRAINED.len() + MLP_PRETRAINED.len()
+            RESNET_PRETRAINED.len()
+                + VIT_PRETRAINED.len()
+                + CLIP_PRETRAINED.len()
+                + UNICOM_PRETRAINED.len()
+                + MLP_PRETRAINED.len()
         );
         for m in &all {
             let v: serde_json::Value = serde_json::from_str(m.entry.init_args).unwrap();
             assert!(v.is_object(), "{}", m.entry.key);
-            assert_eq!(m.preprocessing.size, 224, "{}", m.entry.key);
+            let size = if m.entry.key.contains("336") {
+                336
+            } else {
+                224
+            };
+            assert_eq!(m.preprocessing.size, size, "{}", m.entry.key);
             assert!(
                 m.entry.urls.iter().all(|u| u.starts_with("https://")),
                 "{}",
@@ -644,8 +846,26 @@ mod tests {
                 .sha256_prefix,
             Some("f37072fd")
         );
-        let e = preprocessing("vits14_dinov2").unwrap_err().to_string();
-        assert!(e.contains("vits16_dino"), "{e}");
+        let dinov2 = preprocessing("vitl14_reg_dinov2").unwrap();
+        assert_eq!(
+            (dinov2.mode, dinov2.resize, dinov2.mean),
+            (ResizeMode::ShorterSideBicubicCenterCrop, 224, IMAGENET_MEAN)
+        );
+        let clip = preprocessing("sber_vitb32_224").unwrap();
+        assert_eq!(
+            (clip.mode, clip.mean, clip.std),
+            (ResizeMode::LongestSidePad, CLIP_MEAN, CLIP_STD)
+        );
+        let unicom = pretrained_model("vitl14_336px_unicom").unwrap();
+        assert_eq!(unicom.preprocessing.resize, 336);
+        assert_eq!(unicom.preprocessing.mean, CLIP_MEAN);
+        assert_eq!(unicom.sha256_prefix.map(str::len), Some(64));
+        assert_eq!(unicom.family, "vit_unicom");
+        let e = preprocessing("vitg14_dinov2").unwrap_err().to_string();
+        assert!(
+            e.contains("vits14_reg_dinov2") && e.contains("openai_vitb16_224"),
+            "{e}"
+        );
     }
 
     #[test]

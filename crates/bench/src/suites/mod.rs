@@ -1,7 +1,10 @@
 //! One module per suite; each owns its arguments and its measurements.
 
 use burn::tensor::Device;
-use oml::models::{AnyExtractor, ResnetArch, ResnetExtractorConfig, ViTExtractorConfig, VitArch};
+use oml::models::{
+    AnyExtractor, ClipArch, ResnetArch, ResnetExtractorConfig, UnicomArch, ViTCLIPExtractorConfig,
+    ViTExtractorConfig, ViTUnicomExtractorConfig, VitArch,
+};
 
 pub mod conv;
 pub mod datasets;
@@ -40,8 +43,9 @@ pub fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-/// The extractor `name` (a ResNet or ViT arch, e.g. `resnet18`, `vits16`, `vits14`) with random
-/// weights on `device`.
+/// The extractor `name` (an arch of OML's ResNet, ViT, CLIP or Unicom extractors, e.g.
+/// `resnet18`, `vits16`, `vits14`, `vitb32_224`, `vitb32_unicom`) with random weights on
+/// `device`.
 pub fn extractor(name: &str, device: &Device) -> anyhow::Result<AnyExtractor> {
     if let Some(arch) = ResnetArch::ALL.into_iter().find(|a| a.name() == name) {
         return Ok(AnyExtractor::Resnet(
@@ -53,10 +57,21 @@ pub fn extractor(name: &str, device: &Device) -> anyhow::Result<AnyExtractor> {
             ViTExtractorConfig::new(arch).init(device)?,
         ));
     }
+    if let Some(arch) = ClipArch::ALL.into_iter().find(|a| a.name() == name) {
+        // OML's zoo keys use unnormalised CLIP features.
+        let config = ViTCLIPExtractorConfig::new(arch).with_normalise_features(false);
+        return Ok(AnyExtractor::VitClip(config.init(device)?));
+    }
+    if let Some(arch) = UnicomArch::ALL.into_iter().find(|a| a.name() == name) {
+        let config = ViTUnicomExtractorConfig::new(arch).with_normalise_features(true);
+        return Ok(AnyExtractor::VitUnicom(config.init(device)?));
+    }
     let known: Vec<&str> = ResnetArch::ALL
         .iter()
         .map(|a| a.name())
         .chain(VitArch::ALL.iter().map(|a| a.name()))
+        .chain(ClipArch::ALL.iter().map(|a| a.name()))
+        .chain(UnicomArch::ALL.iter().map(|a| a.name()))
         .collect();
     anyhow::bail!(
         "unknown model `{name}`: expected one of {}",

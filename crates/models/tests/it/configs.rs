@@ -52,10 +52,11 @@ fn config_errors_are_explained() {
             .unwrap_err()
             .to_string()
     };
-    assert!(err(r#"{"name": "vit_clip", "args": {}}"#).contains("not implemented in oml-rs"));
+    assert!(err(r#"{"name": "vit_clip", "args": {}}"#).contains("arch"));
+    assert!(err(r#"{"name": "vit_unicom", "args": {"arch": "vitb32"}}"#).contains("vitb32"));
     assert!(
         err(r#"{"name": "nope", "args": {}}"#)
-            .contains("available: resnet, vit, extractor_with_mlp")
+            .contains("available: resnet, vit, vit_clip, vit_unicom, extractor_with_mlp")
     );
     assert!(
         err(r#"{"name": "vit", "args": {"arch": "vits16", "weigths": "x"}}"#).contains("weigths")

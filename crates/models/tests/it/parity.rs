@@ -4,8 +4,9 @@
 use burn::prelude::*;
 use oml_interfaces::device::test_device;
 use oml_models::{
-    Extractor, LoadOptions, PairwiseModel, ResnetArch, ResnetExtractorConfig,
-    TrivialDistanceSiamese, ViTExtractorConfig, VitArch, VitConfig,
+    ClipArch, ClipNetwork, Extractor, ExtractorConfig, LoadOptions, PairwiseModel, ResnetArch,
+    ResnetExtractorConfig, TrivialDistanceSiamese, UnicomArch, UnicomNetwork,
+    ViTCLIPExtractorConfig, ViTExtractorConfig, ViTUnicomExtractorConfig, VitArch, VitConfig,
 };
 
 use crate::common::*;
@@ -182,6 +183,132 @@ fn dinov2_parity_at_224_and_154x126() {
 #[test]
 fn dinov2_with_registers_parity_at_224_and_154x126() {
     dinov2_parity(VitArch::Vits14Reg, "dinov2_reg4", 1);
+}
+
+/// CLIP's visual tower (`vitb16_224`'s configuration path at width 96, 3 layers, 3 heads,
+/// output 64) from a full CLIP state dict: the `visual.*` keys taken as OML takes them (the text
+/// tower's same-named keys replaced, the others dropped), on the host path and Burn's layers,
+/// and through the registry config with `weights`.
+#[test]
+fn clip_parity_from_a_full_clip_state_dict() {
+    let Some(fx) = fixtures() else { return };
+    let file = fx.join("clip_w96_l3_h3_p16.pth");
+    if !file.is_file() {
+        eprintln!("SKIPPED: {} is absent", file.display());
+        return;
+    }
+    let device = test_device();
+    let network = ClipNetwork {
+        width: 96,
+        layers: 3,
+        heads: 3,
+        output_dim: 64,
+        ..ClipArch::Vitb16At224.network()
+    };
+    let config = ViTCLIPExtractorConfig::new(ClipArch::Vitb16At224)
+        .with_custom(network)
+        .with_normalise_features(false);
+    let (clip, report) = config
+        .init(&device)
+        .unwrap()
+        .load_weights(&file, &LoadOptions::default())
+        .unwrap();
+    // class + positional embeddings, proj, conv1, ln_pre (2), ln_post (2), and per block
+    // ln_1 (2), in_proj (2), out_proj (2), ln_2 (2), c_fc (2), c_proj (2).
+    assert_eq!(report.applied, 8 + 3 * 12, "{report:?}");
+    // The text tower: its positional embedding, projection, logit scale, token embedding,
+    // ln_final (2) and its block 0 (12, replaced by the visual one).
+    assert_eq!(report.ignored.len(), 6 + 12, "{:?}", report.ignored);
+    assert_eq!(clip.feat_dim(), 64);
+    let x = npy4(&fx.join("zoo_input.npy"), &device);
+    let expected = fx.join("clip_expected.npy");
+    check("clip", clip.inference()(x.clone()), &expected, TOL_RESNET);
+    let layers = clip.visual.forward(x.clone()).matmul(clip.proj.val());
+    check("clip, Burn's layers", layers, &expected, TOL_RESNET);
+
+    // The registry path, as a YAML config names it.
+    let json = serde_json::json!({
+        "name": "vit_clip",
+        "args": {"arch": "vitb16_224", "normalise_features": false, "custom": network,
+                 "weights": file.display().to_string()},
+    });
+    let built = serde_json::from_value::<ExtractorConfig>(json)
+        .unwrap()
+        .build(&device)
+        .unwrap();
+    check("clip via config", built.extract(x), &expected, TOL_RESNET);
+}
+
+/// Unicom (`vitb32_unicom`'s configuration path at dim 96, depth 3, 3 heads, output 64): no
+/// class token, every token through the `feature` head, normalised.
+#[test]
+fn unicom_parity() {
+    let Some(fx) = fixtures() else { return };
+    let file = fx.join("unicom_w96_l3_h3_p32.pth");
+    if !file.is_file() {
+        eprintln!("SKIPPED: {} is absent", file.display());
+        return;
+    }
+    let device = test_device();
+    let network = UnicomNetwork {
+        dim: 96,
+        depth: 3,
+        num_heads: 3,
+        embedding_size: 64,
+        ..UnicomArch::Vitb32.network()
+    };
+    let config = ViTUnicomExtractorConfig::new(UnicomArch::Vitb32)
+        .with_custom(network)
+        .with_normalise_features(true)
+        .with_weights(file.display().to_string());
+    let unicom = config.build(&device).unwrap();
+    assert_eq!(unicom.feat_dim(), 64);
+    let x = npy4(&fx.join("zoo_input.npy"), &device);
+    let expected = fx.join("unicom_expected.npy");
+    check(
+        "unicom",
+        unicom.inference()(x.clone()),
+        &expected,
+        TOL_RESNET,
+    );
+    let layers = unicom.feature.forward(unicom.model.forward(x));
+    check(
+        "unicom, Burn's layers",
+        oml_models::ops::normalise(layers),
+        &expected,
+        TOL_RESNET,
+    );
+}
+
+/// OpenAI's CLIP files are TorchScript archives: loading one says what it is and how to
+/// convert it. (`tests/data/torchscript_clip.pt`: a 7 KB `torch.jit.trace` of a module with a
+/// `visual` submodule holding `conv1`, `ln_pre` and `proj`.)
+#[test]
+fn a_torchscript_archive_is_refused_with_the_conversion_command() {
+    let device = test_device();
+    let file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/torchscript_clip.pt");
+    let tiny = ClipNetwork {
+        input_resolution: 32,
+        patch_size: 16,
+        width: 8,
+        layers: 1,
+        heads: 2,
+        output_dim: 4,
+    };
+    let err = ViTCLIPExtractorConfig::new(ClipArch::Vitb32At224)
+        .with_custom(tiny)
+        .init(&device)
+        .unwrap()
+        .load_weights(&file, &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("TorchScript")
+            && err.contains("torch.jit.load")
+            && err.contains("torchscript_clip.pt"),
+        "{err}"
+    );
 }
 
 /// The same weights re-saved in the other layouts OML produces and reads: an OML Lightning

@@ -295,6 +295,17 @@ impl ExtractorConfig {
         self
     }
 
+    /// The only input size (square) the model accepts, where it has one: Unicom's head reads
+    /// a fixed number of tokens (also inside `extractor_with_mlp`). CLIP's arch size is not
+    /// enforced (its position embeddings are interpolated like a ViT's).
+    pub fn fixed_input_size(&self) -> Option<usize> {
+        match self {
+            Self::VitUnicom(a) => Some(a.network().input_size),
+            Self::ExtractorWithMlp(a) => a.extractor.fixed_input_size(),
+            _ => None,
+        }
+    }
+
     /// Whether the model is `IFreezable` in OML's sense (see [`AnyExtractor::is_freezable`]):
     /// `extractor_with_mlp` and `small_cnn`.
     pub fn is_freezable(&self) -> bool {

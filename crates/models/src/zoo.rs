@@ -35,7 +35,8 @@ pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 pub const PAD_COLOR: [u8; 3] = [255, 255, 255];
 
 /// How an image is brought to the network's input size (the geometric part of OML's
-/// `TRANSFORMS_FOR_PRETRAINED`); the datasets crate implements it.
+/// `TRANSFORMS_FOR_PRETRAINED`); `oml_datasets::transforms::Pipeline::for_pretrained` builds
+/// the same preset as an image pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResizeMode {

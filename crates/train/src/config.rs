@@ -77,8 +77,8 @@ pub fn args_error(key: &str, e: ArgsError) -> TrainError {
 }
 
 /// An extractor section: OML's `{name, args}` plus an optional top-level `weights` (`small_cnn`,
-/// `resnet`, `vit`, `extractor_with_mlp`; `weights` is a `.bpk` file saved by `oml train`, a
-/// PyTorch checkpoint, or a pretrained key). Read it with
+/// `resnet`, `vit`, `vit_clip`, `vit_unicom`, `extractor_with_mlp`; `weights` is a `.bpk` file
+/// saved by `oml train`, a PyTorch checkpoint, or a pretrained key). Read it with
 /// [`extractor::parse`](crate::extractor::parse).
 pub type ExtractorSection = oml_models::config::WithWeights;
 

@@ -43,6 +43,35 @@ pub fn transforms(
         .map_err(|e| TrainError::config(format!("{key}.name"), e.to_string()))
 }
 
+/// Refuses transforms whose output the extractor cannot read (Unicom's fixed input size),
+/// before any image is read, instead of a shape panic inside the model.
+pub fn check_input_size(
+    extractor: &oml_models::ExtractorConfig,
+    transforms: &Pipeline,
+    key: &str,
+) -> Result<(), TrainError> {
+    let Some(s) = extractor.fixed_input_size() else {
+        return Ok(());
+    };
+    let wanted = (s as u32, s as u32);
+    match transforms.output_size() {
+        Some(got) if got == wanted => Ok(()),
+        got => Err(TrainError::config(
+            key,
+            format!(
+                "extractor `{}` reads {s}×{s} images only (its head is fixed), but `{}` gives {}; \
+                 use e.g. {{name: unicom_transforms, args: {{im_size: {s}}}}}",
+                extractor.name(),
+                transforms.name,
+                match got {
+                    Some((w, h)) => format!("{w}×{h}"),
+                    None => "images of any size".into(),
+                }
+            ),
+        )),
+    }
+}
+
 fn k5() -> Vec<usize> {
     vec![5]
 }
@@ -353,6 +382,83 @@ mod tests {
                 ("map".to_string(), "5".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn unicom_needs_transforms_of_its_input_size() {
+        let unicom: oml_models::ExtractorConfig = serde_json::from_value(serde_json::json!({
+            "name": "extractor_with_mlp",
+            "args": {"mlp_features": [8], "extractor": {"name": "vit_unicom", "args": {"arch": "vitl14_336px_unicom"}}},
+        }))
+        .unwrap();
+        let sized = |name: &str, s: u32| Pipeline::preset(name, Some(s)).unwrap();
+        check_input_size(&unicom, &sized("unicom_transforms", 336), "t").unwrap();
+        for (p, says) in [
+            (sized("unicom_transforms", 224), "224×224"),
+            (sized("norm_albu", 224), "any size"),
+        ] {
+            let e = check_input_size(&unicom, &p, "transforms_val")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("transforms_val") && e.contains("336×336") && e.contains(says),
+                "{e}"
+            );
+        }
+        // Other extractors take any size.
+        let vit: oml_models::ExtractorConfig =
+            serde_json::from_value(serde_json::json!({"name": "vit", "args": {"arch": "vits14"}}))
+                .unwrap();
+        check_input_size(&vit, &sized("norm_albu", 224), "t").unwrap();
+    }
+
+    /// TRANSFORMS_FOR_PRETRAINED lives twice: as data in the zoo (`oml_models::zoo`, next to
+    /// the keys) and as pipelines in `oml_datasets` (which does not depend on the models); this
+    /// crate sees both and holds them equal for every key.
+    #[test]
+    fn pretrained_pipelines_agree_with_the_zoo_presets() {
+        use oml_datasets::transforms::{Filter, PAD_COLOR, Transform};
+        use oml_models::zoo::{ResizeMode, pretrained_models};
+        for m in pretrained_models() {
+            let key = m.entry.key;
+            let p = m.preprocessing;
+            let pipeline = Pipeline::for_pretrained(key).unwrap();
+            assert_eq!(
+                (pipeline.normalize.mean, pipeline.normalize.std),
+                (p.mean, p.std),
+                "{key}"
+            );
+            let (resize, size) = (p.resize as u32, p.size as u32);
+            let steps = match p.mode {
+                ResizeMode::ShorterSideBicubicCenterCrop => vec![
+                    Transform::ResizeShorter {
+                        size: resize,
+                        filter: Filter::Bicubic,
+                    },
+                    Transform::CenterCrop {
+                        width: size,
+                        height: size,
+                    },
+                ],
+                ResizeMode::Stretch => vec![Transform::Resize {
+                    width: size,
+                    height: size,
+                    filter: Filter::Bilinear,
+                }],
+                ResizeMode::LongestSidePad => vec![
+                    Transform::LongestMaxSize {
+                        size,
+                        filter: Filter::Bilinear,
+                    },
+                    Transform::PadIfNeeded {
+                        width: size,
+                        height: size,
+                        color: PAD_COLOR,
+                    },
+                ],
+            };
+            assert_eq!(pipeline.steps, steps, "{key}");
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The extractors a pipeline can train or run: every model of `oml-models`' registry
-//! (`resnet`, `vit`, `extractor_with_mlp`, and `small_cnn` for 28×28 inputs), built from a
-//! config's `extractor` section ([`parse`], then [`ExtractorConfig::build`]) and saved with their
-//! config ([`AnyExtractor::save`]) so `oml validate` / `oml predict` can load them back.
+//! (`resnet`, `vit`, `vit_clip`, `vit_unicom`, `extractor_with_mlp`, and `small_cnn` for 28×28
+//! inputs), built from a config's `extractor` section ([`parse`], then
+//! [`ExtractorConfig::build`]) and saved with their config ([`AnyExtractor::save`]) so
+//! `oml validate` / `oml predict` can load them back.
 
 use std::path::Path;
 

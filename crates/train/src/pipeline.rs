@@ -232,7 +232,7 @@ pub(crate) struct InferenceKeys<'a> {
 /// data is read; then the extractor built and every item embedded.
 pub(crate) struct Inference {
     pub device: Device,
-    extractor: ExtractorConfig,
+    pub extractor: ExtractorConfig,
     batch_size: usize,
     seed: u64,
 }

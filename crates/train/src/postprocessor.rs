@@ -37,7 +37,9 @@ use serde_json::Value;
 use crate::config::{
     ExtractorSection, Mode, NamedArgs, NamedExt, PrepareData, Scheduling, resolve,
 };
-use crate::data::{embed_dataset, transforms, validation_meta, worst_query_figures};
+use crate::data::{
+    check_input_size, embed_dataset, transforms, validation_meta, worst_query_figures,
+};
 use crate::error::TrainError;
 use crate::extractor::{self, ExtractorConfig};
 use crate::loaders::{MakeBatch, ToTrainBatch};
@@ -457,15 +459,18 @@ impl PostprocessorConfig {
             ));
         }
         let sampler = self.sampler.typed("sampler")?;
+        let extractor = extractor::parse(&self.extractor, "extractor")?;
+        let transforms_extraction = transforms(
+            self.transforms_extraction.as_ref(),
+            "transforms_extraction",
+            "norm_albu",
+        )?;
+        check_input_size(&extractor, &transforms_extraction, "transforms_extraction")?;
         Ok(Sections {
             reranker,
-            extractor: extractor::parse(&self.extractor, "extractor")?,
+            extractor,
             sampler,
-            transforms_extraction: transforms(
-                self.transforms_extraction.as_ref(),
-                "transforms_extraction",
-                "norm_albu",
-            )?,
+            transforms_extraction,
             transforms_train: transforms(
                 self.transforms_train.as_ref(),
                 "transforms_train",

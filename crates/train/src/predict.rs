@@ -10,7 +10,7 @@ use oml_interfaces::ExtraData;
 
 use crate::checkpoint::write_atomic;
 use crate::config::{PredictConfig, resolve};
-use crate::data::transforms;
+use crate::data::{check_input_size, transforms};
 use crate::error::TrainError;
 use crate::pipeline::{Inference, InferenceKeys, check_output_dir, image_options};
 
@@ -115,6 +115,7 @@ pub fn predict(config: &PredictConfig, opts: PredictOptions) -> Result<PredictOu
         "transforms_predict",
         "norm_albu",
     )?;
+    check_input_size(&inference.extractor, &t, "transforms_predict")?;
     let base = ImageBase::new(
         paths.clone(),
         None,

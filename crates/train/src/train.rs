@@ -17,7 +17,9 @@ use oml_mining::{Category, CriterionConfig, CriterionModule, Label2Category};
 use oml_sampling::{SamplerConfig, ShuffledBatches};
 
 use crate::config::{NamedExt, TrainConfig};
-use crate::data::{embed_dataset, transforms, validation_meta, worst_query_figures};
+use crate::data::{
+    check_input_size, embed_dataset, transforms, validation_meta, worst_query_figures,
+};
 use crate::error::TrainError;
 use crate::extractor::{self, AnyExtractor, ExtractorConfig};
 use crate::loaders::{MakeBatch, ToTrainBatch};
@@ -151,20 +153,21 @@ impl TrainConfig {
                 "a positive bs_train is required when sampler is null",
             ));
         }
+        let transforms_train = transforms(
+            self.transforms_train.as_ref(),
+            "transforms_train",
+            "norm_albu",
+        )?;
+        let transforms_val =
+            transforms(self.transforms_val.as_ref(), "transforms_val", "norm_albu")?;
+        check_input_size(&extractor, &transforms_train, "transforms_train")?;
+        check_input_size(&extractor, &transforms_val, "transforms_val")?;
         Ok(Sections {
             extractor,
             criterion,
             sampler,
-            transforms_train: transforms(
-                self.transforms_train.as_ref(),
-                "transforms_train",
-                "norm_albu",
-            )?,
-            transforms_val: transforms(
-                self.transforms_val.as_ref(),
-                "transforms_val",
-                "norm_albu",
-            )?,
+            transforms_train,
+            transforms_val,
         })
     }
 }

@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use crate::checkpoint::write_atomic;
 use crate::config::{NamedArgs, NamedExt, ValidateConfig, resolve};
-use crate::data::{MetricArgs, transforms, validation_meta, worst_query_figures};
+use crate::data::{MetricArgs, check_input_size, transforms, validation_meta, worst_query_figures};
 use crate::error::TrainError;
 use crate::pipeline::{Inference, InferenceKeys, check_output_dir, image_options, prepare};
 use crate::progress::Console;
@@ -219,6 +219,7 @@ pub fn validate(
         "transforms_val",
         "norm_albu",
     )?;
+    check_input_size(&inference.extractor, &t, "transforms_val")?;
     let ds = Arc::new(validation_dataset(
         &root,
         &config.dataframe_name,

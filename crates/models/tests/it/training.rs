@@ -5,8 +5,9 @@ use burn::prelude::*;
 use oml_interfaces::device::test_device;
 use oml_interfaces::{Extractor, Freezable, PairwiseModel};
 use oml_models::{
-    AnyExtractor, ConcatSiamese, ExtractorConfig, ExtractorWithMLP, LinearTrivialDistanceSiamese,
-    ViTExtractorConfig, VitArch, VitConfig,
+    AnyExtractor, ClipArch, ClipNetwork, ConcatSiamese, ExtractorConfig, ExtractorWithMLP,
+    LinearTrivialDistanceSiamese, UnicomArch, UnicomNetwork, ViTCLIPExtractorConfig,
+    ViTExtractorConfig, ViTUnicomExtractorConfig, VitArch, VitConfig,
 };
 
 use crate::common::*;
@@ -72,6 +73,62 @@ fn extractor_with_mlp_freezing_stops_backbone_gradients() {
             .is_none()
     );
     assert!(m.projection[0].weight.grad(&grads).is_some());
+}
+
+/// `ExtractorWithMLP` over CLIP and Unicom (from their registry configs, as a YAML names them):
+/// frozen, only the MLP gets gradients; unfrozen, the tower's first and last layers do too.
+#[test]
+fn extractor_with_mlp_over_clip_and_unicom_freezes() {
+    let device = test_device().autodiff();
+    let clip = ViTCLIPExtractorConfig::new(ClipArch::Vitb32At224).with_custom(ClipNetwork {
+        input_resolution: 32,
+        patch_size: 16,
+        width: 24,
+        layers: 2,
+        heads: 2,
+        output_dim: 12,
+    });
+    let unicom = ViTUnicomExtractorConfig::new(UnicomArch::Vitb32).with_custom(UnicomNetwork {
+        input_size: 32,
+        patch_size: 16,
+        dim: 24,
+        embedding_size: 12,
+        depth: 2,
+        num_heads: 2,
+    });
+    for inner in [
+        ExtractorConfig::VitClip(clip),
+        ExtractorConfig::VitUnicom(unicom),
+    ] {
+        let name = inner.name();
+        let config: ExtractorConfig = serde_json::from_value(serde_json::json!({
+            "name": "extractor_with_mlp",
+            "args": {"mlp_features": [8], "extractor": inner},
+        }))
+        .unwrap();
+        let AnyExtractor::ExtractorWithMlp(m) = config.build(&device).unwrap() else {
+            panic!("{name}: not an ExtractorWithMLP");
+        };
+        assert_eq!(m.feat_dim(), 8);
+        // The first and last parameters the backbone owns.
+        let backbone_grads = |m: &ExtractorWithMLP<_>, grads: &_| {
+            let tower = match &m.extractor {
+                oml_models::config::Backbone::VitClip(c) => &c.visual,
+                oml_models::config::Backbone::VitUnicom(u) => &u.model,
+                _ => unreachable!(),
+            };
+            [
+                tower.patch_embed.proj.weight.grad(grads).is_some(),
+                tower.norm.gamma.grad(grads).is_some(),
+            ]
+        };
+        let grads = m.extract(images(&device, 32)).sum().backward();
+        assert_eq!(backbone_grads(&m, &grads), [false; 2], "{name} frozen");
+        assert!(m.projection[0].weight.grad(&grads).is_some(), "{name}");
+        let m = m.unfreeze_backbone();
+        let grads = m.extract(images(&device, 32)).sum().backward();
+        assert_eq!(backbone_grads(&m, &grads), [true; 2], "{name} unfrozen");
+    }
 }
 
 #[test]

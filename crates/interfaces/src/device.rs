@@ -129,24 +129,15 @@ pub fn compiled_backends() -> Vec<&'static str> {
 /// of the default CPU backend). `wgpu` takes the system's default adapter (a software Vulkan
 /// driver such as Mesa's lavapipe works), `cuda` the first CUDA device.
 pub fn device_by_name(name: &str) -> Result<Device, DeviceError> {
-    let lower = name.trim().to_ascii_lowercase();
+    // `cpu` stays `cpu` when no CPU backend is compiled in: the error names what was asked,
+    // not a backend the user never named.
+    let lower = resolve_alias(name);
     let not_compiled = || DeviceError::NotCompiled {
         name: lower.clone(),
         compiled: compiled_backends().join(", "),
     };
     match lower.as_str() {
-        "cpu" => match compiled_backends()
-            .into_iter()
-            .find(|b| matches!(*b, "flex" | "ndarray"))
-        {
-            Some(cpu) => device_by_name(cpu),
-            // Name what was asked and the features that would give it, not a backend the
-            // user never named.
-            None => Err(DeviceError::NotCompiled {
-                name: "cpu".into(),
-                compiled: compiled_backends().join(", "),
-            }),
-        },
+        "cpu" => Err(not_compiled()),
         "flex" => {
             #[cfg(feature = "flex")]
             return Ok(Device::flex());
@@ -160,7 +151,7 @@ pub fn device_by_name(name: &str) -> Result<Device, DeviceError> {
             #[allow(unreachable_code)]
             Err(not_compiled())
         }
-        "wgpu" | "gpu" => {
+        "wgpu" => {
             #[cfg(feature = "wgpu")]
             return Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice));
             #[allow(unreachable_code)]
@@ -188,19 +179,23 @@ pub fn select_device(flag: Option<&str>) -> Result<Device, DeviceError> {
 /// The backend [`select_device`] picks, by name (`cpu` resolved to the CPU backend it means).
 pub fn backend_name(flag: Option<&str>) -> Result<String, DeviceError> {
     let env = std::env::var("BURN_DEVICE").ok();
-    let name = match flag.or(env.as_deref().filter(|n| !n.trim().is_empty())) {
-        Some(name) => name.trim().to_ascii_lowercase(),
+    match flag.or(env.as_deref().filter(|n| !n.trim().is_empty())) {
+        Some(name) => Ok(resolve_alias(name)),
         None => match compiled_backends().first() {
-            Some(name) => name.to_string(),
-            None => {
-                return Err(DeviceError::NotCompiled {
-                    name: "flex".to_string(),
-                    compiled: "none".to_string(),
-                });
-            }
+            Some(name) => Ok(name.to_string()),
+            None => Err(DeviceError::NotCompiled {
+                name: "flex".to_string(),
+                compiled: "none".to_string(),
+            }),
         },
-    };
-    Ok(match name.as_str() {
+    }
+}
+
+/// A backend name, trimmed and lower-cased, with the aliases resolved: `cpu` is the first
+/// compiled CPU backend (`cpu` itself when there is none), `gpu` is `wgpu`.
+fn resolve_alias(name: &str) -> String {
+    let name = name.trim().to_ascii_lowercase();
+    match name.as_str() {
         "cpu" => compiled_backends()
             .into_iter()
             .find(|b| matches!(*b, "flex" | "ndarray"))
@@ -208,7 +203,7 @@ pub fn backend_name(flag: Option<&str>) -> Result<String, DeviceError> {
             .to_string(),
         "gpu" => "wgpu".to_string(),
         _ => name,
-    })
+    }
 }
 
 /// The devices to train on, of the backend [`select_device`] picks for `flag`.

@@ -15,8 +15,9 @@
 //! not have are dropped. OpenAI's original files are TorchScript archives, which cannot be read
 //! here: the error says how to convert one to a state dict.
 //!
-//! OML asserts that inputs have the arch's size; here other sizes (multiples of the patch) get
-//! the position embeddings interpolated bicubically as DINO does, as a ViT's would.
+//! OML asserts that inputs have the arch's size, and so do the `oml` pipelines (through
+//! `ExtractorConfig::fixed_input_size`); called directly, the extractor takes other sizes
+//! (multiples of the patch) with its position embeddings interpolated bicubically, as a ViT's.
 
 use std::path::Path;
 

@@ -295,11 +295,13 @@ impl ExtractorConfig {
         self
     }
 
-    /// The only input size (square) the model accepts, where it has one: Unicom's head reads
-    /// a fixed number of tokens (also inside `extractor_with_mlp`). CLIP's arch size is not
-    /// enforced (its position embeddings are interpolated like a ViT's).
+    /// The only input size (square) the model accepts, where it has one (also inside
+    /// `extractor_with_mlp`): Unicom's head reads a fixed number of tokens, and OML asserts
+    /// CLIP's arch size (called directly, [`ViTCLIPExtractor`] interpolates its position
+    /// embeddings instead). The pipelines check their transforms against it.
     pub fn fixed_input_size(&self) -> Option<usize> {
         match self {
+            Self::VitClip(a) => Some(a.network().input_resolution),
             Self::VitUnicom(a) => Some(a.network().input_size),
             Self::ExtractorWithMlp(a) => a.extractor.fixed_input_size(),
             _ => None,

@@ -43,8 +43,9 @@ pub fn transforms(
         .map_err(|e| TrainError::config(format!("{key}.name"), e.to_string()))
 }
 
-/// Refuses transforms whose output the extractor cannot read (Unicom's fixed input size),
-/// before any image is read, instead of a shape panic inside the model.
+/// Refuses transforms whose output the extractor does not take (CLIP's and Unicom's fixed
+/// input sizes), before any image is read: OML asserts CLIP's size, and Unicom's head would
+/// fail on a shape inside the model.
 pub fn check_input_size(
     extractor: &oml_models::ExtractorConfig,
     transforms: &Pipeline,
@@ -59,13 +60,17 @@ pub fn check_input_size(
         got => Err(TrainError::config(
             key,
             format!(
-                "extractor `{}` reads {s}×{s} images only (its head is fixed), but `{}` gives {}; \
-                 use e.g. {{name: unicom_transforms, args: {{im_size: {s}}}}}",
+                "extractor `{}` reads {s}×{s} images only (as in OML), but `{}` gives {}; use \
+                 e.g. {{name: {}, args: {{im_size: {s}}}}}",
                 extractor.name(),
                 transforms.name,
                 match got {
                     Some((w, h)) => format!("{w}×{h}"),
                     None => "images of any size".into(),
+                },
+                match extractor {
+                    oml_models::ExtractorConfig::VitClip(_) => "norm_resize_albu_clip",
+                    _ => "unicom_transforms",
                 }
             ),
         )),
@@ -405,6 +410,18 @@ mod tests {
                 "{e}"
             );
         }
+        let clip: oml_models::ExtractorConfig = serde_json::from_value(
+            serde_json::json!({"name": "vit_clip", "args": {"arch": "vitl14_336"}}),
+        )
+        .unwrap();
+        check_input_size(&clip, &sized("norm_resize_albu_clip", 336), "t").unwrap();
+        let e = check_input_size(&clip, &sized("norm_resize_albu_clip", 224), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("vit_clip") && e.contains("norm_resize_albu_clip"),
+            "{e}"
+        );
         // Other extractors take any size.
         let vit: oml_models::ExtractorConfig =
             serde_json::from_value(serde_json::json!({"name": "vit", "args": {"arch": "vits14"}}))

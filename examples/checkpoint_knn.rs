@@ -55,7 +55,8 @@ fn embed_and_search(
         .with_weights(checkpoint.display().to_string())
         .build(device)?;
     // OML's input transforms for a torchvision ResNet: resize, centre crop 224, ImageNet norm.
-    let transforms = Pipeline::for_pretrained("resnet18_imagenet1k_v1")?;
+    let key = "resnet18_imagenet1k_v1";
+    let transforms = Pipeline::from_preprocessing(key, &oml_models::zoo::preprocessing(key)?);
 
     let mut files: Vec<PathBuf> = std::fs::read_dir(folder)?
         .filter_map(|e| e.ok().map(|e| e.path()))

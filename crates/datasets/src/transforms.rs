@@ -9,15 +9,18 @@
 //!
 //! ```
 //! use oml_datasets::transforms::{Pipeline, Normalize};
+//! use oml_interfaces::preprocessing::{Preprocessing, ResizeMode};
 //! use rand::SeedableRng;
-//! let p = Pipeline::for_pretrained("resnet50_imagenet1k_v1")?;
+//! // A torchvision ResNet's preset (what `oml_models::zoo::preprocessing` gives its keys).
+//! let preset = Preprocessing::imagenet(ResizeMode::ShorterSideBicubicCenterCrop, 256, 224);
+//! let p = Pipeline::from_preprocessing("resnet50_imagenet1k_v1", &preset);
 //! assert_eq!(p.output_size(), Some((224, 224)));
 //! let img = image::RgbImage::from_pixel(300, 400, image::Rgb([255, 0, 0]));
 //! let t = p.apply(img, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
 //! assert_eq!((t.height, t.width), (224, 224));
 //! let red = (1.0 - Normalize::IMAGENET.mean[0]) / Normalize::IMAGENET.std[0];
 //! assert!((t.data[0] - red).abs() < 1e-5);
-//! # Ok::<(), oml_datasets::transforms::TransformError>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use image::{RgbImage, imageops};
@@ -26,8 +29,10 @@ use rand::Rng;
 /// A colour as `[r, g, b]`.
 pub type Rgb = [u8; 3];
 
-/// OML's `PAD_COLOR`: white.
-pub const PAD_COLOR: Rgb = [255, 255, 255];
+pub use oml_interfaces::preprocessing::PAD_COLOR;
+use oml_interfaces::preprocessing::{
+    CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocessing, ResizeMode,
+};
 
 /// Why a transform could not be built.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
@@ -106,14 +111,13 @@ pub struct Normalize {
 impl Normalize {
     /// ImageNet constants (OML's `MEAN`, `STD`).
     pub const IMAGENET: Normalize = Normalize {
-        mean: [0.485, 0.456, 0.406],
-        std: [0.229, 0.224, 0.225],
+        mean: IMAGENET_MEAN,
+        std: IMAGENET_STD,
     };
-    /// CLIP constants (OML's `MEAN_CLIP`, `STD_CLIP`), written as OML writes them.
-    #[allow(clippy::excessive_precision)]
+    /// CLIP constants (OML's `MEAN_CLIP`, `STD_CLIP`).
     pub const CLIP: Normalize = Normalize {
-        mean: [0.48145466, 0.4578275, 0.40821073],
-        std: [0.26862954, 0.26130258, 0.27577711],
+        mean: CLIP_MEAN,
+        std: CLIP_STD,
     };
     /// No normalisation: values stay in `[0, 1]`.
     pub const NONE: Normalize = Normalize {
@@ -563,76 +567,43 @@ impl Pipeline {
         Ok(Pipeline::new(name, steps, normalize))
     }
 
-    /// The input size and normalisation OML uses for a pretrained extractor key
-    /// (`TRANSFORMS_FOR_PRETRAINED`, reference §1.1).
-    pub fn for_pretrained(key: &str) -> Result<Pipeline, TransformError> {
-        let bicubic = Filter::Bicubic;
-        let shorter_crop = |resize: u32, crop: u32, n: Normalize| {
-            Pipeline::new(
-                key,
-                vec![
-                    Transform::ResizeShorter {
-                        size: resize,
-                        filter: bicubic,
-                    },
-                    Transform::CenterCrop {
-                        width: crop,
-                        height: crop,
-                    },
-                ],
-                n,
-            )
-        };
-        let longest_pad = |s: u32, n: Normalize| {
-            Pipeline::new(
-                key,
-                vec![
-                    Transform::LongestMaxSize {
-                        size: s,
-                        filter: Filter::Bilinear,
-                    },
-                    Transform::PadIfNeeded {
-                        width: s,
-                        height: s,
-                        color: PAD_COLOR,
-                    },
-                ],
-                n,
-            )
-        };
-        let p = if key.starts_with("resnet") {
-            shorter_crop(256, 224, Normalize::IMAGENET)
-        } else if key.ends_with("_dinov2") || key == "vits16_inshop" || key == "vits16_sop" {
-            shorter_crop(224, 224, Normalize::IMAGENET)
-        } else if key.ends_with("_dino") {
-            Pipeline::new(
-                key,
-                vec![Transform::Resize {
-                    width: 224,
-                    height: 224,
+    /// The pipeline of a pretrained key's preset (OML's `TRANSFORMS_FOR_PRETRAINED`; the zoo of
+    /// `oml-models` gives each key's: `zoo::preprocessing(key)`), named `name` in logs.
+    pub fn from_preprocessing(name: impl Into<String>, p: &Preprocessing) -> Pipeline {
+        let (resize, size) = (p.resize as u32, p.size as u32);
+        let steps = match p.mode {
+            ResizeMode::ShorterSideBicubicCenterCrop => vec![
+                Transform::ResizeShorter {
+                    size: resize,
+                    filter: Filter::Bicubic,
+                },
+                Transform::CenterCrop {
+                    width: size,
+                    height: size,
+                },
+            ],
+            ResizeMode::Stretch => vec![Transform::Resize {
+                width: size,
+                height: size,
+                filter: Filter::Bilinear,
+            }],
+            ResizeMode::LongestSidePad => vec![
+                Transform::LongestMaxSize {
+                    size,
                     filter: Filter::Bilinear,
-                }],
-                Normalize::IMAGENET,
-            )
-        } else if key.starts_with("openai_") || key.starts_with("sber_") {
-            longest_pad(224, Normalize::CLIP)
-        } else if key == "vits16_cars" || key == "vits16_cub" {
-            longest_pad(224, Normalize::IMAGENET)
-        } else if key == "vits16_224_mlp_384_inshop" {
-            shorter_crop(256, 224, Normalize::IMAGENET)
-        } else if key.ends_with("_unicom") {
-            let s = if key.contains("336") { 336 } else { 224 };
-            shorter_crop(s, s, Normalize::CLIP)
-        } else {
-            return Err(TransformError::UnknownPreset {
-                name: key.to_string(),
-                known:
-                    "resnet*, *_dino, *_dinov2, openai_*, sber_*, vits16_{inshop,sop,cars,cub}, \
-                        vits16_224_mlp_384_inshop, *_unicom"
-                        .into(),
-            });
+                },
+                Transform::PadIfNeeded {
+                    width: size,
+                    height: size,
+                    color: PAD_COLOR,
+                },
+            ],
         };
-        Ok(p)
+        let normalize = Normalize {
+            mean: p.mean,
+            std: p.std,
+        };
+        Pipeline::new(name, steps, normalize)
     }
 }
 
@@ -781,21 +752,29 @@ mod tests {
             Pipeline::preset("nope", None),
             Err(TransformError::UnknownPreset { .. })
         ));
-        for key in [
-            "resnet18_imagenet1k_v1",
-            "vits16_dino",
-            "vits14_dinov2",
-            "openai_vitb16_224",
-            "vits16_cars",
-            "vitl14_336px_unicom",
+        use ResizeMode::*;
+        for (preset, s) in [
+            (
+                Preprocessing::imagenet(ShorterSideBicubicCenterCrop, 256, 224),
+                224,
+            ),
+            (Preprocessing::imagenet(Stretch, 224, 224), 224),
+            (Preprocessing::clip(LongestSidePad, 224, 224), 224),
+            (
+                Preprocessing::clip(ShorterSideBicubicCenterCrop, 336, 336),
+                336,
+            ),
         ] {
-            let p = Pipeline::for_pretrained(key).unwrap();
+            let p = Pipeline::from_preprocessing("preset", &preset);
             let out = p.apply(gradient(300, 200), &mut ChaCha8Rng::seed_from_u64(0));
-            let s = if key.contains("336") { 336 } else { 224 };
-            assert_eq!((out.width, out.height), (s, s), "{key}");
+            assert_eq!((out.width, out.height), (s, s), "{preset:?}");
+            assert_eq!(p.output_size(), Some((s as u32, s as u32)), "{preset:?}");
         }
         // CLIP pads with white: the top row of a wide image is padding.
-        let clip = Pipeline::for_pretrained("openai_vitb32_224").unwrap();
+        let clip = Pipeline::from_preprocessing(
+            "openai_vitb32_224",
+            &Preprocessing::clip(LongestSidePad, 224, 224),
+        );
         let out = clip.apply(
             RgbImage::from_pixel(300, 100, image::Rgb([0, 0, 0])),
             &mut ChaCha8Rng::seed_from_u64(0),
@@ -804,6 +783,5 @@ mod tests {
             (out.at(0, 0, 0) - (1.0 - Normalize::CLIP.mean[0]) / Normalize::CLIP.std[0]).abs()
                 < 1e-5
         );
-        assert!(Pipeline::for_pretrained("unknown").is_err());
     }
 }

@@ -67,6 +67,7 @@ pub mod loggers;
 pub mod metrics;
 pub mod miners;
 pub mod models;
+pub mod preprocessing;
 pub mod registry;
 pub mod retrieval;
 pub mod samplers;

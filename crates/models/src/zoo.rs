@@ -14,7 +14,6 @@ use std::time::Duration;
 use burn::prelude::*;
 use md5::{Digest, Md5};
 use oml_interfaces::{ModelError, Pretrained, PretrainedEntry};
-use serde::{Deserialize, Serialize};
 
 /// Environment variable naming the checkpoint cache folder.
 pub const CACHE_ENV: &str = "OML_CACHE";
@@ -22,71 +21,9 @@ pub const CACHE_ENV: &str = "OML_CACHE";
 /// OML's own checkpoint storage (`oml.const.STORAGE_CKPTS`).
 pub const STORAGE_CKPTS: &str = "https://oml.daloroserver.com/download/checkpoints";
 
-/// ImageNet normalisation (`oml.const.MEAN` / `STD`).
-pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-/// ImageNet standard deviations.
-pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
-/// CLIP's normalisation (`oml.const.MEAN_CLIP` / `STD_CLIP`), also Unicom's.
-pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-/// CLIP's standard deviations (OML's digits, more than an `f32` holds).
-#[allow(clippy::excessive_precision)]
-pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
-/// OML's padding colour (`PAD_COLOR`).
-pub const PAD_COLOR: [u8; 3] = [255, 255, 255];
-
-/// How an image is brought to the network's input size (the geometric part of OML's
-/// `TRANSFORMS_FOR_PRETRAINED`); `oml_datasets::transforms::Pipeline::for_pretrained` builds
-/// the same preset as an image pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ResizeMode {
-    /// torchvision `Resize(resize, bicubic)` of the shorter side, then `CenterCrop(size)`
-    /// (OML's `get_normalisation_resize_hypvit`).
-    ShorterSideBicubicCenterCrop,
-    /// torchvision `Resize((size, size), antialias=True)` (bilinear), ignoring the aspect ratio
-    /// (OML's `get_normalisation_resize_torch`).
-    Stretch,
-    /// albumentations `LongestMaxSize(size)` then `PadIfNeeded(size, size)` with [`PAD_COLOR`]
-    /// (OML's `get_normalisation_resize_albu`).
-    LongestSidePad,
-}
-
-/// The preprocessing a pretrained key expects: plain data, applied by the datasets crate.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Preprocessing {
-    /// Geometry.
-    pub mode: ResizeMode,
-    /// Resize target before the crop (equals `size` when there is no crop).
-    pub resize: usize,
-    /// Final (square) input size.
-    pub size: usize,
-    /// Per-channel mean subtracted after scaling pixels to `[0, 1]`.
-    pub mean: [f32; 3],
-    /// Per-channel standard deviation divided by.
-    pub std: [f32; 3],
-}
-
-impl Preprocessing {
-    const fn imagenet(mode: ResizeMode, resize: usize, size: usize) -> Self {
-        Self {
-            mode,
-            resize,
-            size,
-            mean: IMAGENET_MEAN,
-            std: IMAGENET_STD,
-        }
-    }
-
-    const fn clip(mode: ResizeMode, resize: usize, size: usize) -> Self {
-        Self {
-            mode,
-            resize,
-            size,
-            mean: CLIP_MEAN,
-            std: CLIP_STD,
-        }
-    }
-}
+pub use oml_interfaces::preprocessing::{
+    CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, PAD_COLOR, Preprocessing, ResizeMode,
+};
 
 /// A pretrained key with everything needed to use it: the download entry, the hash scheme and the
 /// preprocessing preset.

@@ -429,55 +429,6 @@ mod tests {
         check_input_size(&vit, &sized("norm_albu", 224), "t").unwrap();
     }
 
-    /// TRANSFORMS_FOR_PRETRAINED lives twice: as data in the zoo (`oml_models::zoo`, next to
-    /// the keys) and as pipelines in `oml_datasets` (which does not depend on the models); this
-    /// crate sees both and holds them equal for every key.
-    #[test]
-    fn pretrained_pipelines_agree_with_the_zoo_presets() {
-        use oml_datasets::transforms::{Filter, PAD_COLOR, Transform};
-        use oml_models::zoo::{ResizeMode, pretrained_models};
-        for m in pretrained_models() {
-            let key = m.entry.key;
-            let p = m.preprocessing;
-            let pipeline = Pipeline::for_pretrained(key).unwrap();
-            assert_eq!(
-                (pipeline.normalize.mean, pipeline.normalize.std),
-                (p.mean, p.std),
-                "{key}"
-            );
-            let (resize, size) = (p.resize as u32, p.size as u32);
-            let steps = match p.mode {
-                ResizeMode::ShorterSideBicubicCenterCrop => vec![
-                    Transform::ResizeShorter {
-                        size: resize,
-                        filter: Filter::Bicubic,
-                    },
-                    Transform::CenterCrop {
-                        width: size,
-                        height: size,
-                    },
-                ],
-                ResizeMode::Stretch => vec![Transform::Resize {
-                    width: size,
-                    height: size,
-                    filter: Filter::Bilinear,
-                }],
-                ResizeMode::LongestSidePad => vec![
-                    Transform::LongestMaxSize {
-                        size,
-                        filter: Filter::Bilinear,
-                    },
-                    Transform::PadIfNeeded {
-                        width: size,
-                        height: size,
-                        color: PAD_COLOR,
-                    },
-                ],
-            };
-            assert_eq!(pipeline.steps, steps, "{key}");
-        }
-    }
-
     #[test]
     fn transforms_resolve_presets_and_name_bad_keys() {
         let p = transforms(None, "transforms_val", "norm_albu").unwrap();

@@ -50,7 +50,7 @@ pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
         let _ = cpu::matmul_nt(&ah, &bh, d, &mut out);
     });
     for shape in &args.gemm {
-        host_gemm(shape, args.repeats)?;
+        gemm_at(shape, args.repeats, device)?;
     }
     let cdist = |a: Tensor<2>, b: Tensor<2>| {
         let an = a.clone().square().sum_dim(1);
@@ -72,8 +72,9 @@ pub fn run(args: Args, device: &Device) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Times `cpu::matmul` (`[M, K] · [K, N]`, as a linear layer at inference) at one `MxKxN`.
-fn host_gemm(shape: &str, repeats: usize) -> anyhow::Result<()> {
+/// Times `cpu::matmul` (`[M, K] · [K, N]`, as a linear layer at inference) and the backend's
+/// own `matmul` (what Burn's layers and their gradients run, in training too) at one `MxKxN`.
+fn gemm_at(shape: &str, repeats: usize, device: &Device) -> anyhow::Result<()> {
     let dims: Vec<usize> = shape
         .split('x')
         .map(str::parse)
@@ -92,9 +93,25 @@ fn host_gemm(shape: &str, repeats: usize) -> anyhow::Result<()> {
     let median = measure("ops", params, 1, repeats, || {
         let _ = cpu::matmul(&x, &w, k, &mut out);
     });
+    let gflops = |median: f64| 2.0 * (m * k * n) as f64 / median / 1e9;
     eprintln!(
         "ops: host GEMM {m}x{k}x{n}: {:.0} GFLOP/s (median)",
-        2.0 * (m * k * n) as f64 / median / 1e9
+        gflops(median)
+    );
+    let xt = Tensor::<2>::from_data(TensorData::new(x, [m, k]), device);
+    let wt = Tensor::<2>::from_data(TensorData::new(w, [k, n]), device);
+    let params = serde_json::json!({"op": "backend_gemm", "m": m, "k": k, "n": n, "device": format!("{device:?}")});
+    let median = measure("ops", params, 1, repeats, || {
+        // One value read back: the product is complete, without timing a copy of all of it.
+        let _ = xt
+            .clone()
+            .matmul(wt.clone())
+            .slice([0..1, 0..1])
+            .into_data();
+    });
+    eprintln!(
+        "ops: backend matmul {m}x{k}x{n}: {:.0} GFLOP/s (median)",
+        gflops(median)
     );
     Ok(())
 }

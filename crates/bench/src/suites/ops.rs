@@ -20,8 +20,9 @@ pub struct Args {
     /// Timed repetitions.
     #[arg(long, default_value_t = 5, value_parser = super::positive)]
     pub repeats: usize,
-    /// Also time the host GEMM `x·W` (a linear layer's product) at these `MxKxN` shapes,
-    /// e.g. `3152x384x1152` (ViT-S/16's qkv at batch 16); prints GFLOP/s on stderr.
+    /// Also time `x·W` (a linear layer's product) at these `MxKxN` shapes, on the host GEMM and
+    /// with the backend's `matmul`, e.g. `3152x384x1152` (ViT-S/16's qkv at batch 16); prints
+    /// GFLOP/s on stderr.
     #[arg(long, value_delimiter = ',')]
     pub gemm: Vec<String>,
 }

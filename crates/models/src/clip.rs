@@ -210,18 +210,6 @@ impl ViTCLIPExtractorConfig {
             config: self.clone(),
         })
     }
-
-    /// Builds the extractor and loads `weights` when set (a pretrained key is downloaded first).
-    pub fn build(&self, device: &Device) -> Result<ViTCLIPExtractor, ModelError> {
-        let model = self.init(device)?;
-        match &self.weights {
-            None => Ok(model),
-            Some(w) => {
-                let path = crate::zoo::resolve_weights::<ViTCLIPExtractor>(w)?;
-                Ok(model.load_weights(&path, &LoadOptions::default())?.0)
-            }
-        }
-    }
 }
 
 /// OML's `ViTCLIPExtractor`: `ln_post(CLS) @ proj`, optionally L2-normalised.
@@ -250,11 +238,6 @@ pub struct ViTCLIPExtractor {
 }
 
 impl ViTCLIPExtractor {
-    /// The arguments the extractor was built from.
-    pub fn config(&self) -> &ViTCLIPExtractorConfig {
-        &self.config
-    }
-
     /// The input size the arch was trained at (OML accepts only this one).
     pub fn input_size(&self) -> usize {
         self.config.network().input_resolution
@@ -271,20 +254,6 @@ impl ViTCLIPExtractor {
         } else {
             x
         }
-    }
-
-    /// Loads a checkpoint (`.bpk` ours, anything else PyTorch) as OML would.
-    pub fn load_weights(
-        self,
-        path: &Path,
-        options: &LoadOptions,
-    ) -> Result<(Self, LoadReport), ModelError> {
-        crate::checkpoint::load_weights(self, path, options)
-    }
-
-    /// Downloads (or finds in the cache) a pretrained checkpoint and builds OML's extractor for it.
-    pub fn from_pretrained(key: &str, device: &Device) -> Result<Self, ModelError> {
-        crate::zoo::from_pretrained(key, device)
     }
 }
 
@@ -362,18 +331,8 @@ impl TorchLayout for ViTCLIPExtractor {
     }
 }
 
-impl Pretrained for ViTCLIPExtractor {
-    fn registry() -> &'static [PretrainedEntry] {
-        crate::zoo::CLIP_PRETRAINED
-    }
-
-    fn from_entry(
-        entry: &PretrainedEntry,
-        path: &Path,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        let config: ViTCLIPExtractorConfig = crate::zoo::init_args(entry)?;
-        let model = config.init(device)?;
-        Ok(model.load_weights(path, &LoadOptions::default())?.0)
-    }
-}
+pretrained_extractor!(
+    ViTCLIPExtractor,
+    ViTCLIPExtractorConfig,
+    crate::zoo::CLIP_PRETRAINED
+);

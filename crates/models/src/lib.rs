@@ -54,6 +54,70 @@
 //! `config.init(&device)?.load_weights(path, &LoadOptions::default())`; see [`checkpoint`] for the
 //! exact key processing and `docs/models.md` for the parity tolerances.
 
+/// What every OML extractor with a pretrained registry has the same way: `Config::build` (random
+/// init, then `weights` loaded: a pretrained key downloaded first), the extractor's `config`,
+/// `load_weights` and `from_pretrained`, and its [`Pretrained`] impl (OML's `init_args` built,
+/// the file loaded strictly). The config needs `init(&Device)` and a `weights` field; the
+/// extractor a `config` field and [`TorchLayout`].
+macro_rules! pretrained_extractor {
+    ($extractor:ident, $config:ident, $registry:path) => {
+        impl $config {
+            /// Builds the extractor and, when `weights` is set, loads them (a pretrained key is
+            /// downloaded to the cache first), strictly.
+            pub fn build(&self, device: &Device) -> Result<$extractor, ModelError> {
+                let model = self.init(device)?;
+                match &self.weights {
+                    None => Ok(model),
+                    Some(w) => {
+                        let path = crate::zoo::resolve_weights::<$extractor>(w)?;
+                        Ok(model.load_weights(&path, &LoadOptions::default())?.0)
+                    }
+                }
+            }
+        }
+
+        impl $extractor {
+            /// The arguments the extractor was built from.
+            pub fn config(&self) -> &$config {
+                &self.config
+            }
+
+            /// Loads a checkpoint (`.bpk` ours, anything else PyTorch) as OML would.
+            pub fn load_weights(
+                self,
+                path: &Path,
+                options: &LoadOptions,
+            ) -> Result<(Self, LoadReport), ModelError> {
+                crate::checkpoint::load_weights(self, path, options)
+            }
+
+            /// Downloads (or finds in the cache) a pretrained checkpoint and builds OML's
+            /// extractor for it.
+            pub fn from_pretrained(key: &str, device: &Device) -> Result<Self, ModelError> {
+                crate::zoo::from_pretrained(key, device)
+            }
+        }
+
+        impl Pretrained for $extractor {
+            fn registry() -> &'static [PretrainedEntry] {
+                $registry
+            }
+
+            fn from_entry(
+                entry: &PretrainedEntry,
+                path: &Path,
+                device: &Device,
+            ) -> Result<Self, ModelError> {
+                let config: $config = crate::zoo::init_args(entry)?;
+                Ok(config
+                    .init(device)?
+                    .load_weights(path, &LoadOptions::default())?
+                    .0)
+            }
+        }
+    };
+}
+
 pub mod checkpoint;
 pub mod clip;
 pub mod config;

@@ -167,19 +167,6 @@ impl ResnetExtractorConfig {
             config: self.clone(),
         })
     }
-
-    /// Builds the extractor and, when `weights` is set, loads them (a pretrained key is
-    /// downloaded to the cache first), strictly.
-    pub fn build(&self, device: &Device) -> Result<ResnetExtractor, ModelError> {
-        let model = self.init(device)?;
-        match &self.weights {
-            None => Ok(model),
-            Some(w) => {
-                let path = crate::zoo::resolve_weights::<ResnetExtractor>(w)?;
-                Ok(model.load_weights(&path, &LoadOptions::default())?.0)
-            }
-        }
-    }
 }
 
 /// torchvision's `downsample = Sequential(conv1x1, BatchNorm2d)`.
@@ -565,27 +552,8 @@ pub struct ResnetExtractor {
     pub config: ResnetExtractorConfig,
 }
 
-// `save` and `load`, which store an `ExtractorConfig`, are with the registry in `config.rs`.
-impl ResnetExtractor {
-    /// The arguments the extractor was built from.
-    pub fn config(&self) -> &ResnetExtractorConfig {
-        &self.config
-    }
-
-    /// Loads a checkpoint (`.bpk` ours, anything else PyTorch) as OML would.
-    pub fn load_weights(
-        self,
-        path: &Path,
-        options: &LoadOptions,
-    ) -> Result<(Self, LoadReport), ModelError> {
-        crate::checkpoint::load_weights(self, path, options)
-    }
-
-    /// Downloads (or finds in the cache) a pretrained checkpoint and builds OML's extractor for it.
-    pub fn from_pretrained(key: &str, device: &Device) -> Result<Self, ModelError> {
-        crate::zoo::from_pretrained(key, device)
-    }
-}
+// `build`, `config`, `load_weights`, `from_pretrained` and `Pretrained`: `pretrained_extractor!`
+// below; `save` and `load`, which store an `ExtractorConfig`, are with the registry in `config.rs`.
 
 impl Extractor for ResnetExtractor {
     fn feat_dim(&self) -> usize {
@@ -672,21 +640,11 @@ impl TorchLayout for ResnetExtractor {
     }
 }
 
-impl Pretrained for ResnetExtractor {
-    fn registry() -> &'static [PretrainedEntry] {
-        crate::zoo::RESNET_PRETRAINED
-    }
-
-    fn from_entry(
-        entry: &PretrainedEntry,
-        path: &Path,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        let config: ResnetExtractorConfig = crate::zoo::init_args(entry)?;
-        let model = config.init(device)?;
-        Ok(model.load_weights(path, &LoadOptions::default())?.0)
-    }
-}
+pretrained_extractor!(
+    ResnetExtractor,
+    ResnetExtractorConfig,
+    crate::zoo::RESNET_PRETRAINED
+);
 
 #[cfg(test)]
 mod tests {

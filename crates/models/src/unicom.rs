@@ -221,18 +221,6 @@ impl ViTUnicomExtractorConfig {
             config: self.clone(),
         })
     }
-
-    /// Builds the extractor and loads `weights` when set (a pretrained key is downloaded first).
-    pub fn build(&self, device: &Device) -> Result<ViTUnicomExtractor, ModelError> {
-        let model = self.init(device)?;
-        match &self.weights {
-            None => Ok(model),
-            Some(w) => {
-                let path = crate::zoo::resolve_weights::<ViTUnicomExtractor>(w)?;
-                Ok(model.load_weights(&path, &LoadOptions::default())?.0)
-            }
-        }
-    }
 }
 
 /// Unicom's `feature` head: `Linear(N·dim, dim) → BatchNorm1d → Linear(dim, out) →
@@ -284,11 +272,6 @@ pub struct ViTUnicomExtractor {
 }
 
 impl ViTUnicomExtractor {
-    /// The arguments the extractor was built from.
-    pub fn config(&self) -> &ViTUnicomExtractorConfig {
-        &self.config
-    }
-
     /// The only input size the head accepts.
     pub fn input_size(&self) -> usize {
         self.config.network().input_size
@@ -305,20 +288,6 @@ impl ViTUnicomExtractor {
         } else {
             x
         }
-    }
-
-    /// Loads a checkpoint (`.bpk` ours, anything else PyTorch) as OML would.
-    pub fn load_weights(
-        self,
-        path: &Path,
-        options: &LoadOptions,
-    ) -> Result<(Self, LoadReport), ModelError> {
-        crate::checkpoint::load_weights(self, path, options)
-    }
-
-    /// Downloads (or finds in the cache) a pretrained checkpoint and builds OML's extractor for it.
-    pub fn from_pretrained(key: &str, device: &Device) -> Result<Self, ModelError> {
-        crate::zoo::from_pretrained(key, device)
     }
 }
 
@@ -364,18 +333,8 @@ impl TorchLayout for ViTUnicomExtractor {
     }
 }
 
-impl Pretrained for ViTUnicomExtractor {
-    fn registry() -> &'static [PretrainedEntry] {
-        crate::zoo::UNICOM_PRETRAINED
-    }
-
-    fn from_entry(
-        entry: &PretrainedEntry,
-        path: &Path,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        let config: ViTUnicomExtractorConfig = crate::zoo::init_args(entry)?;
-        let model = config.init(device)?;
-        Ok(model.load_weights(path, &LoadOptions::default())?.0)
-    }
-}
+pretrained_extractor!(
+    ViTUnicomExtractor,
+    ViTUnicomExtractorConfig,
+    crate::zoo::UNICOM_PRETRAINED
+);

@@ -940,18 +940,6 @@ impl ViTExtractorConfig {
             config: self.clone(),
         })
     }
-
-    /// Builds the extractor and loads `weights` when set (a pretrained key is downloaded first).
-    pub fn build(&self, device: &Device) -> Result<ViTExtractor, ModelError> {
-        let model = self.init(device)?;
-        match &self.weights {
-            None => Ok(model),
-            Some(w) => {
-                let path = crate::zoo::resolve_weights::<ViTExtractor>(w)?;
-                Ok(model.load_weights(&path, &LoadOptions::default())?.0)
-            }
-        }
-    }
 }
 
 /// OML's `ViTExtractor` (DINO v1).
@@ -980,11 +968,6 @@ pub struct ViTExtractor {
 
 // `save` and `load`, which store an `ExtractorConfig`, are with the registry in `config.rs`.
 impl ViTExtractor {
-    /// The arguments the extractor was built from.
-    pub fn config(&self) -> &ViTExtractorConfig {
-        &self.config
-    }
-
     /// The host path's network ([`HostVit`]), on a CPU backend at inference.
     fn host(&self) -> Option<HostVit> {
         self.model.host(self.config.network().layer_norm_eps)
@@ -1016,20 +999,6 @@ impl ViTExtractor {
             x
         }
     }
-
-    /// Loads a checkpoint (`.bpk` ours, anything else PyTorch) as OML would.
-    pub fn load_weights(
-        self,
-        path: &Path,
-        options: &LoadOptions,
-    ) -> Result<(Self, LoadReport), ModelError> {
-        crate::checkpoint::load_weights(self, path, options)
-    }
-
-    /// Downloads (or finds in the cache) a pretrained checkpoint and builds OML's extractor for it.
-    pub fn from_pretrained(key: &str, device: &Device) -> Result<Self, ModelError> {
-        crate::zoo::from_pretrained(key, device)
-    }
 }
 
 impl Extractor for ViTExtractor {
@@ -1058,21 +1027,7 @@ impl TorchLayout for ViTExtractor {
     }
 }
 
-impl Pretrained for ViTExtractor {
-    fn registry() -> &'static [PretrainedEntry] {
-        crate::zoo::VIT_PRETRAINED
-    }
-
-    fn from_entry(
-        entry: &PretrainedEntry,
-        path: &Path,
-        device: &Device,
-    ) -> Result<Self, ModelError> {
-        let config: ViTExtractorConfig = crate::zoo::init_args(entry)?;
-        let model = config.init(device)?;
-        Ok(model.load_weights(path, &LoadOptions::default())?.0)
-    }
-}
+pretrained_extractor!(ViTExtractor, ViTExtractorConfig, crate::zoo::VIT_PRETRAINED);
 
 #[cfg(test)]
 mod tests {

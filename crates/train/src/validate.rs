@@ -207,6 +207,13 @@ pub fn validate(
         check_output_dir(dir, "save_dir")?;
     }
     let metric_args = MetricArgs::parse(&config.metric_args, "metric_args")?;
+    // Checked before any data is prepared (which may download and convert a dataset).
+    let t = transforms(
+        config.transforms_val.as_ref(),
+        "transforms_val",
+        "norm_albu",
+    )?;
+    check_input_size(&inference.extractor, &t, "transforms_val")?;
     let root = resolve(&opts.base_dir, &config.dataset_root);
     prepare(
         config.prepare_data.as_ref(),
@@ -214,12 +221,6 @@ pub fn validate(
         &config.dataframe_name,
         console,
     )?;
-    let t = transforms(
-        config.transforms_val.as_ref(),
-        "transforms_val",
-        "norm_albu",
-    )?;
-    check_input_size(&inference.extractor, &t, "transforms_val")?;
     let ds = Arc::new(validation_dataset(
         &root,
         &config.dataframe_name,

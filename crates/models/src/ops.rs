@@ -300,7 +300,7 @@ pub fn conv2d_bn_add(
         Ok(y) => return y,
         Err(back) => *back,
     };
-    let y = layer.forward(x);
+    let y = burn_conv2d(layer, x);
     let y = match bn {
         Some(bn) => bn.forward(y),
         None => y,
@@ -310,6 +310,47 @@ pub fn conv2d_bn_add(
         None => y,
     };
     if relu { activation::relu(y) } else { y }
+}
+
+/// Burn's convolution, except that a 1×1 convolution without padding whose weight takes
+/// gradients runs as a matrix product. Burn computes a convolution's weight gradient as a
+/// convolution of the input by the output gradient (its generic `conv2d_weight_backward`),
+/// whose products have as few rows as the kernel has taps: 10–40× slower than the matrix
+/// product's own gradient at ResNet-50's 1×1 shapes (`oml-bench conv`, docs/training.md).
+/// Burn's tensor ops only, so it runs inside autodiff and on every backend; frozen and
+/// inference layers keep Burn's convolution (its forward and input gradient are as fast).
+fn burn_conv2d(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    use burn::nn::PaddingConfig2d;
+    use burn::tensor::Slice;
+    let unpadded = matches!(
+        layer.padding,
+        PaddingConfig2d::Valid | PaddingConfig2d::Explicit(0, 0, 0, 0)
+    );
+    let [o, c, kh, kw] = layer.weight.dims();
+    let [n, xc, h, w] = x.dims();
+    // Empty and mismatched inputs are left to Burn, which reports them.
+    let pointwise = kh == 1 && kw == 1 && layer.groups == 1 && unpadded && xc == c && h * w > 0;
+    if !(pointwise && layer.weight.is_require_grad()) {
+        return layer.forward(x);
+    }
+    let [sh, sw] = layer.stride;
+    let x = if sh > 1 || sw > 1 {
+        let step = |s: usize| Slice::new(0, None, s as isize);
+        x.slice([Slice::full(), Slice::full(), step(sh), step(sw)])
+    } else {
+        x
+    };
+    let [_, _, oh, ow] = x.dims();
+    let y = layer
+        .weight
+        .val()
+        .reshape([1, o, c])
+        .matmul(x.reshape([n, c, oh * ow]))
+        .reshape([n, o, oh, ow]);
+    match &layer.bias {
+        Some(b) => y + b.val().reshape([1, o, 1, 1]),
+        None => y,
+    }
 }
 
 /// The host path of [`conv2d_bn_add`]: the NHWC implicit GEMM of [`crate::nhwc`], with the
@@ -552,6 +593,56 @@ mod tests {
                 (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
                 "{what} at {i}: {g} vs {w}"
             );
+        }
+    }
+
+    /// The 1×1 convolution as a matrix product gives Burn's convolution's output and both
+    /// gradients (odd sizes, a stride that does not divide them, with and without bias).
+    #[test]
+    fn pointwise_convolution_as_a_product_matches_burns_gradients() {
+        use burn::nn::conv::Conv2dConfig;
+        use burn::tensor::Distribution;
+        let device = test_device().autodiff();
+        for (stride, bias, padding) in [
+            ([1, 1], true, PaddingConfig2d::Valid),
+            ([2, 2], false, PaddingConfig2d::Explicit(0, 0, 0, 0)),
+            ([2, 3], true, PaddingConfig2d::Valid),
+        ] {
+            let layer = Conv2dConfig::new([5, 7], [1, 1])
+                .with_stride(stride)
+                .with_padding(padding)
+                .with_bias(bias)
+                .init(&device);
+            // Else `burn_conv2d` is Burn's convolution and the test compares it with itself.
+            assert!(layer.weight.is_require_grad());
+            let x = Tensor::<4>::random([3, 5, 9, 8], Distribution::Default, &device);
+            // A weighted sum, so each output position's gradient differs.
+            let weights =
+                |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Default, &device);
+            let run = |ours: bool, g: &Option<Tensor<4>>| {
+                let x = x.clone().require_grad();
+                let y = if ours {
+                    burn_conv2d(&layer, x.clone())
+                } else {
+                    layer.forward(x.clone())
+                };
+                let g = g.clone().unwrap_or_else(|| weights(y.dims()));
+                let grads = (y.clone() * g.clone()).sum().backward();
+                let dw = layer.weight.grad(&grads).unwrap();
+                let dx = x.grad(&grads).unwrap();
+                let db = layer.bias.as_ref().map(|b| values(b.grad(&grads).unwrap()));
+                (values(y), values(dw), values(dx), db, g)
+            };
+            let (y0, dw0, dx0, db0, g) = run(false, &None);
+            let (y1, dw1, dx1, db1, _) = run(true, &Some(g));
+            let what = format!("stride {stride:?}, bias {bias}");
+            assert_close(&y1, &y0, &format!("{what}: output"));
+            assert_close(&dw1, &dw0, &format!("{what}: weight gradient"));
+            assert_close(&dx1, &dx0, &format!("{what}: input gradient"));
+            assert_eq!(db0.is_some(), bias);
+            if let (Some(a), Some(b)) = (db1, db0) {
+                assert_close(&a, &b, &format!("{what}: bias gradient"));
+            }
         }
     }
 

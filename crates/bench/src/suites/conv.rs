@@ -3,6 +3,8 @@
 //! `crates/bench/python/torch_conv.py` times the same on PyTorch CPU.
 
 use anyhow::Result;
+use burn::module::Param;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::module::conv2d;
@@ -38,6 +40,52 @@ fn parse(shape: &str) -> Result<[usize; 6]> {
             "--shapes `{shape}`: expected BxCINxCOUTxSIZExKERNELxSTRIDE, all positive, KERNEL <= SIZE"
         ),
     }
+}
+
+/// A 1×1 convolution as the extractors train it (`oml_models::ops::conv2d`: a matrix product
+/// when the weight takes gradients), beside Burn's convolution above.
+fn pointwise(
+    shape: &str,
+    x: &Tensor<4>,
+    w: &Tensor<4>,
+    stride: usize,
+    args: &Args,
+    params: &dyn Fn(&str) -> serde_json::Value,
+) -> Result<()> {
+    let layer = |device: &Device| {
+        let [cout, cin, ..] = w.dims();
+        let mut layer = Conv2dConfig::new([cin, cout], [1, 1])
+            .with_stride([stride, stride])
+            .with_bias(false)
+            .init(device);
+        layer.weight = Param::from_tensor(w.clone().autodiff());
+        layer
+    };
+    let conv = |layer: &Conv2d, x: &Tensor<4>| oml::models::ops::conv2d(layer, x.clone());
+    let device = x.device().autodiff();
+    let trained = layer(&device);
+    let (xa, xg) = (x.clone().autodiff(), x.clone().autodiff().require_grad());
+    let time = |part: &str, f: &dyn Fn()| measure("conv", params(part), 1, args.repeats, f);
+    let forward = time("product_forward", &|| {
+        let _ = conv(&trained, &xa).into_data();
+    });
+    let weight = time("product_forward+weight_grad", &|| {
+        let grads = conv(&trained, &xa).sum().backward();
+        let _ = trained.weight.grad(&grads).map(Tensor::into_data);
+    });
+    // The weight takes gradients on this path, so both gradients are computed here.
+    let both = time("product_forward+both_grads", &|| {
+        let grads = conv(&trained, &xg).sum().backward();
+        let _ = trained.weight.grad(&grads).map(Tensor::into_data);
+        let _ = xg.grad(&grads).map(Tensor::into_data);
+    });
+    eprintln!(
+        "conv {shape} as a product: forward {:.0} ms, weight grad {:.0} ms, input grad {:.0} ms",
+        forward * 1e3,
+        (weight - forward) * 1e3,
+        (both - weight) * 1e3,
+    );
+    Ok(())
 }
 
 /// Times the forward, forward + weight gradient and forward + input gradient of each shape.
@@ -82,6 +130,9 @@ pub fn run(args: Args, device: &Device) -> Result<()> {
                 let _ = xa.grad(&grads).map(Tensor::into_data);
             },
         );
+        if k == 1 {
+            pointwise(shape, &x, &w, stride, &args, &params)?;
+        }
         // Each gradient costs a forward's FLOPs again.
         eprintln!(
             "conv {shape}: forward {:.0} ms ({:.1} GFLOP/s), weight grad {:.0} ms ({:.1}), input grad {:.0} ms ({:.1})",

@@ -341,12 +341,25 @@ fn burn_conv2d(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         x
     };
     let [_, _, oh, ow] = x.dims();
-    let y = layer
-        .weight
-        .val()
-        .reshape([1, o, c])
-        .matmul(x.reshape([n, c, oh * ow]))
-        .reshape([n, o, oh, ow]);
+    let l = oh * ow;
+    let weight = layer.weight.val().reshape([o, c]);
+    // Per image, `W·X` broadcasts `W` over the batch, and its gradient is summed from one
+    // `O×C` product per image: cheap where maps are large. Where `O·C` outgrows the maps (the
+    // last stages), the images are laid side by side instead, one `C×(B·L)` product whose
+    // weight gradient is a single product too, at the cost of two transposed copies.
+    let y = if o * c > (o + c) * l {
+        let x = x.reshape([n, c, l]).swap_dims(0, 1).reshape([c, n * l]);
+        weight
+            .matmul(x)
+            .reshape([o, n, l])
+            .swap_dims(0, 1)
+            .reshape([n, o, oh, ow])
+    } else {
+        weight
+            .unsqueeze::<3>()
+            .matmul(x.reshape([n, c, l]))
+            .reshape([n, o, oh, ow])
+    };
     match &layer.bias {
         Some(b) => y + b.val().reshape([1, o, 1, 1]),
         None => y,
@@ -597,17 +610,22 @@ mod tests {
     }
 
     /// The 1×1 convolution as a matrix product gives Burn's convolution's output and both
-    /// gradients (odd sizes, a stride that does not divide them, with and without bias).
+    /// gradients (odd sizes, a stride that does not divide them, with and without bias; maps
+    /// large enough for the per-image product and small enough for the side-by-side one).
     #[test]
     fn pointwise_convolution_as_a_product_matches_burns_gradients() {
         use burn::nn::conv::Conv2dConfig;
         use burn::tensor::Distribution;
         let device = test_device().autodiff();
-        for (stride, bias, padding) in [
+        let cases = [
             ([1, 1], true, PaddingConfig2d::Valid),
             ([2, 2], false, PaddingConfig2d::Explicit(0, 0, 0, 0)),
             ([2, 3], true, PaddingConfig2d::Valid),
-        ] {
+        ];
+        for ((stride, bias, padding), [h, w]) in cases
+            .into_iter()
+            .flat_map(|case| [[9, 8], [2, 1]].map(|size| (case.clone(), size)))
+        {
             let layer = Conv2dConfig::new([5, 7], [1, 1])
                 .with_stride(stride)
                 .with_padding(padding)
@@ -615,7 +633,7 @@ mod tests {
                 .init(&device);
             // Else `burn_conv2d` is Burn's convolution and the test compares it with itself.
             assert!(layer.weight.is_require_grad());
-            let x = Tensor::<4>::random([3, 5, 9, 8], Distribution::Default, &device);
+            let x = Tensor::<4>::random([3, 5, h, w], Distribution::Default, &device);
             // A weighted sum, so each output position's gradient differs.
             let weights =
                 |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Default, &device);
@@ -635,7 +653,7 @@ mod tests {
             };
             let (y0, dw0, dx0, db0, g) = run(false, &None);
             let (y1, dw1, dx1, db1, _) = run(true, &Some(g));
-            let what = format!("stride {stride:?}, bias {bias}");
+            let what = format!("stride {stride:?}, bias {bias}, {h}×{w}");
             assert_close(&y1, &y0, &format!("{what}: output"));
             assert_close(&dw1, &dw0, &format!("{what}: weight gradient"));
             assert_close(&dx1, &dx0, &format!("{what}: input gradient"));

@@ -2,7 +2,8 @@
 PyTorch CPU (`torch_conv.py`): every convolution of resnet18 or resnet50 at batch B and 224²,
 its forward, weight gradient and input gradient, summed over the network with each shape's
 count (the stem's input gradient is not needed: images take no gradient). 1×1 convolutions are
-taken as the extractors train them (`oml_models::ops::conv2d`: a matrix product).
+taken as the extractors train them (`oml_models::ops::conv2d`: a matrix product). Each
+convolution is followed by BatchNorm (training) and, counted here for every one, ReLU.
 
     python crates/bench/python/conv_breakdown.py --model resnet18 [--bin target/debug] [--repeats 3]
 """
@@ -43,11 +44,13 @@ def resnet_convs(model, b):
     return [(s, c, g) for s, (c, g) in merged.items()]
 
 
+NORM = re.compile(r"conv (\S+?) then BatchNorm \+ ReLU: forward (-?\d+) ms, gradients (-?\d+) ms")
 LINE = re.compile(r"conv (\S+?)( as a product)?: forward (-?\d+) ms.*?weight grad (-?\d+) ms.*?input grad (-?\d+) ms")
 
 
 def parse(text):
-    """{shape: (forward, weight grad, input grad) ms}; a product line wins over Burn's."""
+    """{shape: (forward, weight grad, input grad, BatchNorm+ReLU forward, its gradients) ms}; a
+    product line wins over Burn's."""
     out, product = {}, set()
     for m in LINE.finditer(text):
         shape, is_product = m.group(1), bool(m.group(2))
@@ -56,6 +59,9 @@ def parse(text):
         out[shape] = tuple(int(m.group(i)) for i in (3, 4, 5))
         if is_product:
             product.add(shape)
+    for m in NORM.finditer(text):
+        if m.group(1) in out:
+            out[m.group(1)] += (int(m.group(2)), int(m.group(3)))
     return out
 
 
@@ -73,16 +79,19 @@ def main():
     torch = subprocess.run([sys.executable, os.path.join(HERE, "torch_conv.py"), *shapes,
                             "--repeats", str(args.repeats)], capture_output=True, text=True, check=True).stdout
     sides = {"oml-rs (Burn Flex)": parse(burn), "PyTorch": parse(torch)}
-    print(f"| {args.model}, batch {args.batch}, 224² | forward ms | weight grad ms | input grad ms | total ms |")
-    print("|---|---:|---:|---:|---:|")
+    print(f"| {args.model}, batch {args.batch}, 224² | conv forward | weight grad | input grad | "
+          "conv total | BatchNorm + ReLU forward | its gradients | all, ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, times in sides.items():
-        missing = [s for s in shapes if s not in times]
+        missing = [s for s in shapes if len(times.get(s, ())) != 5]
         if missing:
             sys.exit(f"{name}: no figure for {missing}")
         f = sum(times[s][0] * c for s, c, _ in convs)
         w = sum(times[s][1] * c for s, c, _ in convs)
         i = sum(times[s][2] * c for s, c, g in convs if g)
-        print(f"| {name} | {f} | {w} | {i} | {f + w + i} |")
+        bf = sum(times[s][3] * c for s, c, _ in convs)
+        bg = sum(times[s][4] * c for s, c, _ in convs)
+        print(f"| {name} | {f} | {w} | {i} | {f + w + i} | {bf} | {bg} | {f + w + i + bf + bg} |")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """PyTorch CPU's side of `oml-bench conv`: a 2-D convolution's forward, forward + weight
 gradient and forward + input gradient at the same shapes (BxCINxCOUTxSIZExKERNELxSTRIDE,
-padding KERNEL/2), torch's default threads, 1 warm-up then the median of --repeats.
+padding KERNEL/2), then BatchNorm (batch statistics) + ReLU on the output's shape, forward and
+backward; torch's default threads, 1 warm-up then the median of --repeats.
 
     python crates/bench/python/torch_conv.py 32x64x64x56x3x1 [--repeats 3]
 """
@@ -50,3 +51,17 @@ for shape in args.shapes:
     print(f"conv {shape}: forward {f * 1e3:.0f} ms ({gflop / f:.1f} GFLOP/s), "
           f"weight grad {(wgt - f) * 1e3:.0f} ms ({gflop / (wgt - f):.1f}), "
           f"input grad {(inp - f) * 1e3:.0f} ms ({gflop / (inp - f):.1f})", flush=True)
+
+    y = torch.rand(b, cout, out, out, requires_grad=True)
+    bn = torch.nn.BatchNorm2d(cout)
+
+    def bn_forward():
+        with torch.no_grad():
+            torch.relu(bn(y))
+
+    def bn_grads():
+        torch.relu(bn(y)).sum().backward()
+
+    bf, bg = timed(bn_forward), timed(bn_grads)
+    print(f"conv {shape} then BatchNorm + ReLU: forward {bf * 1e3:.0f} ms, gradients {(bg - bf) * 1e3:.0f} ms",
+          flush=True)

@@ -1,12 +1,15 @@
 //! A 2-D convolution's forward and each half of its backward through Burn's autodiff, at given
-//! shapes: where a training step of a convolutional extractor spends its time (`train-step`).
+//! shapes, then the BatchNorm + ReLU that follow it: where a training step of a convolutional
+//! extractor spends its time (`train-step`).
 //! `crates/bench/python/torch_conv.py` times the same on PyTorch CPU.
 
 use anyhow::Result;
 use burn::module::Param;
+use burn::nn::BatchNormConfig;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::prelude::*;
 use burn::tensor::Distribution;
+use burn::tensor::activation::relu;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 
@@ -88,6 +91,40 @@ fn pointwise(
     Ok(())
 }
 
+/// What follows each of the extractors' convolutions in training: BatchNorm with the batch's
+/// statistics, then ReLU, forward and backward (input, scale and shift gradients) on the
+/// convolution's output shape.
+fn batch_norm_relu(
+    shape: &str,
+    dims: [usize; 4],
+    device: &Device,
+    args: &Args,
+    params: &dyn Fn(&str) -> serde_json::Value,
+) {
+    let device = device.clone().autodiff();
+    let bn = BatchNormConfig::new(dims[1]).init(&device);
+    let y = Tensor::<4>::random(dims, Distribution::Default, &device).require_grad();
+    let forward = measure("conv", params("bn_relu_forward"), 1, args.repeats, || {
+        let _ = relu(bn.forward(y.clone())).into_data();
+    });
+    let backward = measure(
+        "conv",
+        params("bn_relu_forward+grads"),
+        1,
+        args.repeats,
+        || {
+            let grads = relu(bn.forward(y.clone())).sum().backward();
+            let _ = y.grad(&grads).map(Tensor::into_data);
+            let _ = bn.gamma.grad(&grads).map(Tensor::into_data);
+        },
+    );
+    eprintln!(
+        "conv {shape} then BatchNorm + ReLU: forward {:.0} ms, gradients {:.0} ms",
+        forward * 1e3,
+        (backward - forward) * 1e3
+    );
+}
+
 /// Times the forward, forward + weight gradient and forward + input gradient of each shape.
 pub fn run(args: Args, device: &Device) -> Result<()> {
     for shape in &args.shapes {
@@ -133,6 +170,7 @@ pub fn run(args: Args, device: &Device) -> Result<()> {
         if k == 1 {
             pointwise(shape, &x, &w, stride, &args, &params)?;
         }
+        batch_norm_relu(shape, [b, cout, out, out], device, &args, &params);
         // Each gradient costs a forward's FLOPs again.
         eprintln!(
             "conv {shape}: forward {:.0} ms ({:.1} GFLOP/s), weight grad {:.0} ms ({:.1}), input grad {:.0} ms ({:.1})",

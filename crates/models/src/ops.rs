@@ -266,7 +266,8 @@ pub(crate) fn host_attention(
 ///
 /// burn-flex's convolution runs its own im2col and the GEMM kernel that `HostLinear` avoids; here
 /// the im2col rows are gathered from the input as the host GEMM needs them and never written
-/// out. Other cases (groups, `Same` padding, training) keep Burn's path.
+/// out. Other cases (groups, `Same` padding, training) keep Burn's path, where a trained 1×1
+/// convolution runs as a matrix product (its weight gradient is the product's).
 ///
 /// # Shapes
 /// `[B, C, H, W] -> [B, O, OH, OW]`.
@@ -315,7 +316,7 @@ pub fn conv2d_bn_add(
 /// Burn's convolution, except that a 1×1 convolution without padding whose weight takes
 /// gradients runs as a matrix product. Burn computes a convolution's weight gradient as a
 /// convolution of the input by the output gradient (its generic `conv2d_weight_backward`),
-/// whose products have as few rows as the kernel has taps: 10–40× slower than the matrix
+/// whose products have as few rows as the kernel has taps: 5–25× slower than the matrix
 /// product's own gradient at ResNet-50's 1×1 shapes (`oml-bench conv`, docs/training.md).
 /// Burn's tensor ops only, so it runs inside autodiff and on every backend; frozen and
 /// inference layers keep Burn's convolution (its forward and input gradient are as fast).

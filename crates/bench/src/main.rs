@@ -45,6 +45,8 @@ enum Suite {
     Conv(suites::conv::Args),
     /// One training step of an extractor (forward, triplet loss, backward, Adam) on a P×K batch.
     TrainStep(suites::train_step::Args),
+    /// The parts of one ViT block in training (LayerNorm, linear layers, attention, GELU).
+    VitBlock(suites::vit_block::Args),
     /// Renders a file of this tool's JSON lines as a Markdown table (no device needed).
     Table {
         /// The JSON-lines file.
@@ -86,6 +88,7 @@ fn main() -> Result<()> {
         Suite::Models(a) => suites::models::run(a, &device),
         Suite::TrainStep(a) => suites::train_step::run(a, &device),
         Suite::Conv(a) => suites::conv::run(a, &device),
+        Suite::VitBlock(a) => suites::vit_block::run(a, &device),
         Suite::Table { .. } => Ok(()),
     }
 }

@@ -14,6 +14,7 @@ pub mod models;
 pub mod ops;
 pub mod sampler;
 pub mod train_step;
+pub mod vit_block;
 
 /// A count option: a whole number of at least 1 (0 would divide by zero or time nothing).
 pub fn positive(s: &str) -> std::result::Result<usize, String> {

@@ -610,61 +610,6 @@ mod tests {
         }
     }
 
-    /// The 1×1 convolution as a matrix product gives Burn's convolution's output and both
-    /// gradients (odd sizes, a stride that does not divide them, with and without bias; maps
-    /// large enough for the per-image product and small enough for the side-by-side one).
-    #[test]
-    fn pointwise_convolution_as_a_product_matches_burns_gradients() {
-        use burn::nn::conv::Conv2dConfig;
-        use burn::tensor::Distribution;
-        let device = test_device().autodiff();
-        let cases = [
-            ([1, 1], true, PaddingConfig2d::Valid),
-            ([2, 2], false, PaddingConfig2d::Explicit(0, 0, 0, 0)),
-            ([2, 3], true, PaddingConfig2d::Valid),
-        ];
-        for ((stride, bias, padding), [h, w]) in cases
-            .into_iter()
-            .flat_map(|case| [[9, 8], [2, 1]].map(|size| (case.clone(), size)))
-        {
-            let layer = Conv2dConfig::new([5, 7], [1, 1])
-                .with_stride(stride)
-                .with_padding(padding)
-                .with_bias(bias)
-                .init(&device);
-            // Else `burn_conv2d` is Burn's convolution and the test compares it with itself.
-            assert!(layer.weight.is_require_grad());
-            let x = Tensor::<4>::random([3, 5, h, w], Distribution::Default, &device);
-            // A weighted sum, so each output position's gradient differs.
-            let weights =
-                |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Default, &device);
-            let run = |ours: bool, g: &Option<Tensor<4>>| {
-                let x = x.clone().require_grad();
-                let y = if ours {
-                    burn_conv2d(&layer, x.clone())
-                } else {
-                    layer.forward(x.clone())
-                };
-                let g = g.clone().unwrap_or_else(|| weights(y.dims()));
-                let grads = (y.clone() * g.clone()).sum().backward();
-                let dw = layer.weight.grad(&grads).unwrap();
-                let dx = x.grad(&grads).unwrap();
-                let db = layer.bias.as_ref().map(|b| values(b.grad(&grads).unwrap()));
-                (values(y), values(dw), values(dx), db, g)
-            };
-            let (y0, dw0, dx0, db0, g) = run(false, &None);
-            let (y1, dw1, dx1, db1, _) = run(true, &Some(g));
-            let what = format!("stride {stride:?}, bias {bias}, {h}×{w}");
-            assert_close(&y1, &y0, &format!("{what}: output"));
-            assert_close(&dw1, &dw0, &format!("{what}: weight gradient"));
-            assert_close(&dx1, &dx0, &format!("{what}: input gradient"));
-            assert_eq!(db0.is_some(), bias);
-            if let (Some(a), Some(b)) = (db1, db0) {
-                assert_close(&a, &b, &format!("{what}: bias gradient"));
-            }
-        }
-    }
-
     #[test]
     fn host_conv2d_matches_burns_conv() {
         use burn::nn::conv::Conv2dConfig;

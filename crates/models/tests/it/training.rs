@@ -1,5 +1,5 @@
-//! Freezing really stops gradients (checked with autodiff), and multi-scale inference follows
-//! OML's definition.
+//! Freezing really stops gradients (checked with autodiff), multi-scale inference follows
+//! OML's definition, and a trained 1×1 convolution (a matrix product) has Burn's gradients.
 
 use burn::prelude::*;
 use oml_interfaces::device::test_device;
@@ -248,4 +248,75 @@ fn multi_scale_is_the_mean_over_three_bilinear_scales() {
     want.iter_mut().for_each(|w| *w /= 3.0);
     let got = host(ms.extract(x));
     assert!(max_diff(&got, &want) < 1e-4, "{}", max_diff(&got, &want));
+}
+
+/// A trained 1×1 convolution runs as a matrix product (`ops::conv2d`); its output and all three
+/// gradients equal Burn's convolution's: odd sizes, a stride that does not divide them, with and
+/// without bias, maps large enough for the per-image product and small enough for the
+/// side-by-side one. Runs on the tests' device (wgpu in CI's second run).
+#[test]
+fn a_trained_pointwise_convolution_has_burns_gradients() {
+    use burn::nn::PaddingConfig2d;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::Distribution;
+    let device = test_device().autodiff();
+    let host = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
+    let cases = [
+        ([1, 1], true, PaddingConfig2d::Valid),
+        ([2, 2], false, PaddingConfig2d::Explicit(0, 0, 0, 0)),
+        ([2, 3], true, PaddingConfig2d::Valid),
+    ];
+    for ((stride, bias, padding), [h, w]) in cases
+        .into_iter()
+        .flat_map(|case| [[9, 8], [2, 1]].map(|size| (case.clone(), size)))
+    {
+        let layer = Conv2dConfig::new([5, 7], [1, 1])
+            .with_stride(stride)
+            .with_padding(padding)
+            .with_bias(bias)
+            .init(&device);
+        // Else `ops::conv2d` is Burn's convolution and the test compares it with itself.
+        assert!(layer.weight.is_require_grad());
+        let x = Tensor::<4>::random([3, 5, h, w], Distribution::Default, &device);
+        let run = |ours: bool, g: Option<Tensor<4>>| {
+            let x = x.clone().require_grad();
+            let y = if ours {
+                oml_models::ops::conv2d(&layer, x.clone())
+            } else {
+                layer.forward(x.clone())
+            };
+            // A random weighting, so each output position's gradient differs.
+            let g = g.unwrap_or_else(|| Tensor::random(y.dims(), Distribution::Default, &device));
+            let grads = (y.clone() * g.clone()).sum().backward();
+            let dw = host(layer.weight.grad(&grads).unwrap());
+            let dx = host(x.grad(&grads).unwrap());
+            let db = layer.bias.as_ref().map(|b| {
+                b.grad(&grads)
+                    .unwrap()
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap()
+            });
+            (host(y), dw, dx, db, g)
+        };
+        let (y0, dw0, dx0, db0, g) = run(false, None);
+        let (y1, dw1, dx1, db1, _) = run(true, Some(g));
+        let what = format!("stride {stride:?}, bias {bias}, {h}×{w}");
+        let close = |a: &[f32], b: &[f32], part: &str| {
+            assert_eq!(a.len(), b.len(), "{what}: {part}");
+            for (i, (p, q)) in a.iter().zip(b).enumerate() {
+                assert!(
+                    (p - q).abs() <= 1e-4 * (1.0 + q.abs()),
+                    "{what}: {part} at {i}: {p} vs {q}"
+                );
+            }
+        };
+        close(&y1, &y0, "output");
+        close(&dw1, &dw0, "weight gradient");
+        close(&dx1, &dx0, "input gradient");
+        assert_eq!(db0.is_some(), bias);
+        if let (Some(a), Some(b)) = (db1, db0) {
+            close(&a, &b, "bias gradient");
+        }
+    }
 }

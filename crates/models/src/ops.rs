@@ -330,7 +330,7 @@ fn burn_conv2d(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let [o, c, kh, kw] = layer.weight.dims();
     let [n, xc, h, w] = x.dims();
     // Empty and mismatched inputs are left to Burn, which reports them.
-    let pointwise = kh == 1 && kw == 1 && layer.groups == 1 && unpadded && xc == c && h * w > 0;
+    let pointwise = kh == 1 && kw == 1 && layer.groups == 1 && unpadded && xc == c && n * h * w > 0;
     if !(pointwise && layer.weight.is_require_grad()) {
         return layer.forward(x);
     }

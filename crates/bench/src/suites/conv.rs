@@ -6,7 +6,7 @@
 use anyhow::Result;
 use burn::module::Param;
 use burn::nn::BatchNormConfig;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::conv::Conv2dConfig;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::activation::relu;
@@ -46,7 +46,8 @@ fn parse(shape: &str) -> Result<[usize; 6]> {
 }
 
 /// A 1×1 convolution as the extractors train it (`oml_models::ops::conv2d`: a matrix product
-/// when the weight takes gradients), beside Burn's convolution above.
+/// when the weight takes gradients), beside Burn's convolution above. Its forward is timed on
+/// the autodiff device too: the product path needs a weight that takes gradients.
 fn pointwise(
     shape: &str,
     x: &Tensor<4>,
@@ -54,32 +55,27 @@ fn pointwise(
     stride: usize,
     args: &Args,
     params: &dyn Fn(&str) -> serde_json::Value,
-) -> Result<()> {
-    let layer = |device: &Device| {
-        let [cout, cin, ..] = w.dims();
-        let mut layer = Conv2dConfig::new([cin, cout], [1, 1])
-            .with_stride([stride, stride])
-            .with_bias(false)
-            .init(device);
-        layer.weight = Param::from_tensor(w.clone().autodiff());
-        layer
-    };
-    let conv = |layer: &Conv2d, x: &Tensor<4>| oml::models::ops::conv2d(layer, x.clone());
-    let device = x.device().autodiff();
-    let trained = layer(&device);
+) {
+    let [cout, cin, ..] = w.dims();
+    let mut layer = Conv2dConfig::new([cin, cout], [1, 1])
+        .with_stride([stride, stride])
+        .with_bias(false)
+        .init(&x.device().autodiff());
+    layer.weight = Param::from_tensor(w.clone().autodiff());
+    let conv = |x: &Tensor<4>| oml::models::ops::conv2d(&layer, x.clone());
     let (xa, xg) = (x.clone().autodiff(), x.clone().autodiff().require_grad());
     let time = |part: &str, f: &dyn Fn()| measure("conv", params(part), 1, args.repeats, f);
     let forward = time("product_forward", &|| {
-        let _ = conv(&trained, &xa).into_data();
+        let _ = conv(&xa).into_data();
     });
     let weight = time("product_forward+weight_grad", &|| {
-        let grads = conv(&trained, &xa).sum().backward();
-        let _ = trained.weight.grad(&grads).map(Tensor::into_data);
+        let grads = conv(&xa).sum().backward();
+        let _ = layer.weight.grad(&grads).map(Tensor::into_data);
     });
     // The weight takes gradients on this path, so both gradients are computed here.
     let both = time("product_forward+both_grads", &|| {
-        let grads = conv(&trained, &xg).sum().backward();
-        let _ = trained.weight.grad(&grads).map(Tensor::into_data);
+        let grads = conv(&xg).sum().backward();
+        let _ = layer.weight.grad(&grads).map(Tensor::into_data);
         let _ = xg.grad(&grads).map(Tensor::into_data);
     });
     eprintln!(
@@ -88,7 +84,6 @@ fn pointwise(
         (weight - forward) * 1e3,
         (both - weight) * 1e3,
     );
-    Ok(())
 }
 
 /// What follows each of the extractors' convolutions in training: BatchNorm with the batch's
@@ -168,7 +163,7 @@ pub fn run(args: Args, device: &Device) -> Result<()> {
             },
         );
         if k == 1 {
-            pointwise(shape, &x, &w, stride, &args, &params)?;
+            pointwise(shape, &x, &w, stride, &args, &params);
         }
         batch_norm_relu(shape, [b, cout, out, out], device, &args, &params);
         // Each gradient costs a forward's FLOPs again.

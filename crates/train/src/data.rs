@@ -43,10 +43,20 @@ pub fn transforms(
         .map_err(|e| TrainError::config(format!("{key}.name"), e.to_string()))
 }
 
-/// Refuses transforms whose output the extractor does not take (CLIP's and Unicom's fixed
-/// input sizes), before any image is read: OML asserts CLIP's size, and Unicom's head would
-/// fail on a shape inside the model.
-pub fn check_input_size(
+/// The transforms of a `transforms_*` section that feeds `extractor` (`norm_albu` when absent),
+/// refused before any image is read when the extractor takes one input size only (CLIP's and
+/// Unicom's): OML asserts CLIP's size, and Unicom's head would fail on a shape inside the model.
+pub fn extractor_transforms(
+    named: Option<&NamedArgs>,
+    key: &str,
+    extractor: &oml_models::ExtractorConfig,
+) -> Result<Pipeline, TrainError> {
+    let t = transforms(named, key, "norm_albu")?;
+    check_input_size(extractor, &t, key)?;
+    Ok(t)
+}
+
+fn check_input_size(
     extractor: &oml_models::ExtractorConfig,
     transforms: &Pipeline,
     key: &str,
@@ -68,12 +78,20 @@ pub fn check_input_size(
                     Some((w, h)) => format!("{w}×{h}"),
                     None => "images of any size".into(),
                 },
-                match extractor {
-                    oml_models::ExtractorConfig::VitClip(_) => "norm_resize_albu_clip",
-                    _ => "unicom_transforms",
-                }
+                fixed_size_preset(extractor)
             ),
         )),
+    }
+}
+
+/// The transforms preset OML pairs with an extractor of one input size (through
+/// `extractor_with_mlp` too).
+fn fixed_size_preset(extractor: &oml_models::ExtractorConfig) -> &'static str {
+    use oml_models::ExtractorConfig as E;
+    match extractor {
+        E::VitClip(_) => "norm_resize_albu_clip",
+        E::ExtractorWithMlp(a) => fixed_size_preset(&a.extractor),
+        _ => "unicom_transforms",
     }
 }
 
@@ -420,6 +438,19 @@ mod tests {
             .to_string();
         assert!(
             e.contains("vit_clip") && e.contains("norm_resize_albu_clip"),
+            "{e}"
+        );
+        // Under an MLP head the suggestion is still CLIP's preset.
+        let clip_mlp: oml_models::ExtractorConfig = serde_json::from_value(serde_json::json!({
+            "name": "extractor_with_mlp",
+            "args": {"mlp_features": [8], "extractor": {"name": "vit_clip", "args": {"arch": "vitb32_224"}}},
+        }))
+        .unwrap();
+        let e = extractor_transforms(None, "transforms_val", &clip_mlp)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("norm_resize_albu_clip") && e.contains("224×224"),
             "{e}"
         );
         // Other extractors take any size.

@@ -38,7 +38,7 @@ use crate::config::{
     ExtractorSection, Mode, NamedArgs, NamedExt, PrepareData, Scheduling, resolve,
 };
 use crate::data::{
-    check_input_size, embed_dataset, transforms, validation_meta, worst_query_figures,
+    embed_dataset, extractor_transforms, transforms, validation_meta, worst_query_figures,
 };
 use crate::error::TrainError;
 use crate::extractor::{self, ExtractorConfig};
@@ -460,12 +460,11 @@ impl PostprocessorConfig {
         }
         let sampler = self.sampler.typed("sampler")?;
         let extractor = extractor::parse(&self.extractor, "extractor")?;
-        let transforms_extraction = transforms(
+        let transforms_extraction = extractor_transforms(
             self.transforms_extraction.as_ref(),
             "transforms_extraction",
-            "norm_albu",
+            &extractor,
         )?;
-        check_input_size(&extractor, &transforms_extraction, "transforms_extraction")?;
         Ok(Sections {
             reranker,
             extractor,

@@ -10,7 +10,7 @@ use oml_interfaces::ExtraData;
 
 use crate::checkpoint::write_atomic;
 use crate::config::{PredictConfig, resolve};
-use crate::data::{check_input_size, transforms};
+use crate::data::extractor_transforms;
 use crate::error::TrainError;
 use crate::pipeline::{Inference, InferenceKeys, check_output_dir, image_options};
 
@@ -110,12 +110,11 @@ pub fn predict(config: &PredictConfig, opts: PredictOptions) -> Result<PredictOu
             data_dir.display()
         )));
     }
-    let t = transforms(
+    let t = extractor_transforms(
         config.transforms_predict.as_ref(),
         "transforms_predict",
-        "norm_albu",
+        &inference.extractor,
     )?;
-    check_input_size(&inference.extractor, &t, "transforms_predict")?;
     let base = ImageBase::new(
         paths.clone(),
         None,

@@ -17,9 +17,7 @@ use oml_mining::{Category, CriterionConfig, CriterionModule, Label2Category};
 use oml_sampling::{SamplerConfig, ShuffledBatches};
 
 use crate::config::{NamedExt, TrainConfig};
-use crate::data::{
-    check_input_size, embed_dataset, transforms, validation_meta, worst_query_figures,
-};
+use crate::data::{embed_dataset, extractor_transforms, validation_meta, worst_query_figures};
 use crate::error::TrainError;
 use crate::extractor::{self, AnyExtractor, ExtractorConfig};
 use crate::loaders::{MakeBatch, ToTrainBatch};
@@ -153,15 +151,13 @@ impl TrainConfig {
                 "a positive bs_train is required when sampler is null",
             ));
         }
-        let transforms_train = transforms(
+        let transforms_train = extractor_transforms(
             self.transforms_train.as_ref(),
             "transforms_train",
-            "norm_albu",
+            &extractor,
         )?;
         let transforms_val =
-            transforms(self.transforms_val.as_ref(), "transforms_val", "norm_albu")?;
-        check_input_size(&extractor, &transforms_train, "transforms_train")?;
-        check_input_size(&extractor, &transforms_val, "transforms_val")?;
+            extractor_transforms(self.transforms_val.as_ref(), "transforms_val", &extractor)?;
         Ok(Sections {
             extractor,
             criterion,

@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use crate::checkpoint::write_atomic;
 use crate::config::{NamedArgs, NamedExt, ValidateConfig, resolve};
-use crate::data::{MetricArgs, check_input_size, transforms, validation_meta, worst_query_figures};
+use crate::data::{MetricArgs, extractor_transforms, validation_meta, worst_query_figures};
 use crate::error::TrainError;
 use crate::pipeline::{Inference, InferenceKeys, check_output_dir, image_options, prepare};
 use crate::progress::Console;
@@ -208,12 +208,11 @@ pub fn validate(
     }
     let metric_args = MetricArgs::parse(&config.metric_args, "metric_args")?;
     // Checked before any data is prepared (which may download and convert a dataset).
-    let t = transforms(
+    let t = extractor_transforms(
         config.transforms_val.as_ref(),
         "transforms_val",
-        "norm_albu",
+        &inference.extractor,
     )?;
-    check_input_size(&inference.extractor, &t, "transforms_val")?;
     let root = resolve(&opts.base_dir, &config.dataset_root);
     prepare(
         config.prepare_data.as_ref(),

@@ -6,26 +6,16 @@ backward; torch's default threads, 1 warm-up then the median of --repeats.
     python crates/bench/python/torch_conv.py 32x64x64x56x3x1 [--repeats 3]
 """
 import argparse
-import statistics
-import time
 
 import torch
+
+from bench_common import timed
 
 ap = argparse.ArgumentParser()
 ap.add_argument("shapes", nargs="*", default=[
     "32x3x64x224x7x2", "32x64x64x56x3x1", "32x128x128x28x3x1", "32x256x256x14x3x1", "32x512x512x7x3x1"])
 ap.add_argument("--repeats", type=int, default=3)
 args = ap.parse_args()
-
-
-def timed(f):
-    f()
-    times = []
-    for _ in range(args.repeats):
-        t = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 for shape in args.shapes:
@@ -47,7 +37,7 @@ for shape in args.shapes:
         xg = x.clone().requires_grad_()
         conv(xg, w).sum().backward()
 
-    f, wgt, inp = timed(forward), timed(weight_grad), timed(input_grad)
+    f, wgt, inp = (timed(g, args.repeats) for g in (forward, weight_grad, input_grad))
     print(f"conv {shape}: forward {f * 1e3:.0f} ms ({gflop / f:.1f} GFLOP/s), "
           f"weight grad {(wgt - f) * 1e3:.0f} ms ({gflop / (wgt - f):.1f}), "
           f"input grad {(inp - f) * 1e3:.0f} ms ({gflop / (inp - f):.1f})", flush=True)
@@ -62,6 +52,6 @@ for shape in args.shapes:
     def bn_grads():
         torch.relu(bn(y)).sum().backward()
 
-    bf, bg = timed(bn_forward), timed(bn_grads)
+    bf, bg = (timed(g, args.repeats) for g in (bn_forward, bn_grads))
     print(f"conv {shape} then BatchNorm + ReLU: forward {bf * 1e3:.0f} ms, gradients {(bg - bf) * 1e3:.0f} ms",
           flush=True)

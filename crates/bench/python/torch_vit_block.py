@@ -6,29 +6,15 @@ parameters taking gradients; torch's default threads, 1 warm-up then the median 
     python crates/bench/python/torch_vit_block.py [--batch 32] [--tokens 197] [--dim 384] [--heads 6]
 """
 import argparse
-import statistics
-import time
 
 import torch
 
+from bench_common import add_vit_block_args, timed
+
 ap = argparse.ArgumentParser()
-ap.add_argument("--batch", type=int, default=32)
-ap.add_argument("--tokens", type=int, default=197)
-ap.add_argument("--dim", type=int, default=384)
-ap.add_argument("--heads", type=int, default=6)
-ap.add_argument("--repeats", type=int, default=3)
+add_vit_block_args(ap)
 args = ap.parse_args()
 b, n, d, h = args.batch, args.tokens, args.dim, args.heads
-
-
-def timed(f):
-    f()
-    times = []
-    for _ in range(args.repeats):
-        t = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def attention(qkv):
@@ -58,5 +44,5 @@ for name, width, f in parts:
     def grads():
         f(x).sum().backward()
 
-    fw, both = timed(forward), timed(grads)
+    fw, both = timed(forward, args.repeats), timed(grads, args.repeats)
     print(f"vit {name}: forward {fw * 1e3:.1f} ms, gradients {(both - fw) * 1e3:.1f} ms", flush=True)

@@ -11,6 +11,8 @@ import re
 import subprocess
 import sys
 
+from bench_common import add_vit_block_args
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 LINE = re.compile(r"vit (\w+): forward (-?[\d.]+) ms, gradients (-?[\d.]+) ms")
 # Uses of each part per block.
@@ -24,12 +26,8 @@ def parse(text):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "debug"))
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--tokens", type=int, default=197)
-    ap.add_argument("--dim", type=int, default=384)
-    ap.add_argument("--heads", type=int, default=6)
+    add_vit_block_args(ap)
     ap.add_argument("--depth", type=int, default=12)
-    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     shape = ["--batch", str(args.batch), "--tokens", str(args.tokens), "--dim", str(args.dim),
              "--heads", str(args.heads), "--repeats", str(args.repeats)]

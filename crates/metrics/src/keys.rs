@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use oml_interfaces::OVERALL;
 
+use crate::QueryGalleryMeta;
 use crate::embedding::{
     CMC, FNMR_AT_FMR, MAP, MAP_AT_R, MRR, MetricsConfig, NDCG, PCF, PRECISION, R_PARAM,
     R_PRECISION, fraction_key,
@@ -54,15 +55,27 @@ impl MetricsConfig {
         );
         keys
     }
+
+    /// [`MetricsConfig::report_keys`] for the queries of `meta`.
+    pub fn report_keys_for(&self, meta: &QueryGalleryMeta) -> BTreeSet<String> {
+        let categories = meta.categories.iter().flat_map(|cats| {
+            cats.iter()
+                .zip(&meta.is_query)
+                .filter(|(_, q)| **q)
+                .map(|(c, _)| c.as_str())
+        });
+        self.report_keys(categories)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{EvalHooks, QueryGalleryMeta, evaluate};
+    use crate::{EvalHooks, evaluate};
     use oml_interfaces::device::test_device;
 
-    /// The predicted keys are exactly those of a computed report, with and without categories.
+    /// The predicted keys are exactly those of a computed report, with and without categories
+    /// (one of which has no query).
     #[test]
     fn report_keys_are_the_keys_evaluate_reports() {
         let n = 24;
@@ -72,8 +85,12 @@ mod tests {
             .collect();
         let labels: Vec<i64> = (0..n as i64).map(|i| i % 6).collect();
         let is_query: Vec<bool> = (0..n).map(|i| i % 2 == 0).collect();
+        // "gloves" only on gallery items: no query of it, so no key of it.
         let cats: Vec<String> = (0..n)
-            .map(|i| ["shoes", "bags", "hats"][(i / 2) % 3].to_string())
+            .map(|i| match i % 6 {
+                5 => "gloves".to_string(),
+                _ => ["shoes", "bags", "hats"][(i / 2) % 3].to_string(),
+            })
             .collect();
         let configs = [
             MetricsConfig::default(),
@@ -115,6 +132,7 @@ mod tests {
                 let got: BTreeSet<String> =
                     e.report.flatten().into_iter().map(|(k, _)| k).collect();
                 assert_eq!(config.report_keys(query_cats.iter().copied()), got);
+                assert_eq!(config.report_keys_for(&meta), got);
             }
         }
     }

@@ -44,7 +44,12 @@
 //! A failed evaluation (an index outside the dataset, an epoch that missed items, non-finite
 //! embeddings) is logged, reported as NaN, kept in [`RetrievalMetrics::last_error`], and, with
 //! [`RetrievalMetrics::with_guard`], stops the run.
+//!
+//! What is evaluated per epoch is an [`EpochEvaluator`]: [`EmbeddingMetrics`] by default; a
+//! pipeline whose validation rows are not embeddings (`oml-train`'s re-ranker training scores
+//! pairs) brings its own and keeps the rest of the machinery.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use burn::prelude::*;
@@ -58,16 +63,63 @@ use oml_interfaces::{BasicMetric, MetricError, MetricsReport, OVERALL};
 
 use crate::{EmbeddingMetrics, MetricsConfig, QueryGalleryMeta};
 
-/// The shared state behind the [`RetrievalMetric`]s of one dataset: the epoch's rows and its
-/// report. Cloning shares it.
-#[derive(Clone)]
-pub struct RetrievalMetrics {
-    shared: Arc<Mutex<Shared>>,
+/// What [`RetrievalMetrics`] evaluates once per epoch: host rows placed by dataset index, then
+/// a report. [`EmbeddingMetrics`] is the usual one.
+pub trait EpochEvaluator: Send + 'static {
+    /// Why an epoch could not be evaluated.
+    type Error: std::fmt::Display;
+
+    /// Every key (`category/metric/param`) [`EpochEvaluator::evaluate`] reports.
+    fn report_keys(&self) -> BTreeSet<String>;
+
+    /// Drops the previous epoch's rows.
+    fn start_epoch(&mut self);
+
+    /// Adds the rows `[indices.len(), dim]` of the dataset items `indices`.
+    fn add_rows(&mut self, rows: &[f32], dim: usize, indices: &[usize]) -> Result<(), Self::Error>;
+
+    /// Evaluates the epoch's rows (refusing an incomplete epoch).
+    fn evaluate(&mut self) -> Result<MetricsReport, Self::Error>;
 }
 
-struct Shared {
-    metrics: EmbeddingMetrics,
-    keys: std::collections::BTreeSet<String>,
+impl EpochEvaluator for EmbeddingMetrics {
+    type Error = MetricError;
+
+    fn report_keys(&self) -> BTreeSet<String> {
+        self.config().report_keys_for(self.meta())
+    }
+
+    fn start_epoch(&mut self) {
+        let n = self.meta().len();
+        self.setup(n);
+    }
+
+    fn add_rows(&mut self, rows: &[f32], dim: usize, indices: &[usize]) -> Result<(), MetricError> {
+        self.update_host(rows, dim, indices)
+    }
+
+    fn evaluate(&mut self) -> Result<MetricsReport, MetricError> {
+        self.compute()
+    }
+}
+
+/// The shared state behind the [`RetrievalMetric`]s of one dataset: the epoch's rows and its
+/// report. Cloning shares it.
+pub struct RetrievalMetrics<E: EpochEvaluator = EmbeddingMetrics> {
+    shared: Arc<Mutex<Shared<E>>>,
+}
+
+impl<E: EpochEvaluator> Clone for RetrievalMetrics<E> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+struct Shared<E> {
+    metrics: E,
+    keys: BTreeSet<String>,
     handles: usize,
     /// The handle that adds the rows this epoch: the first to see a batch. Every registered
     /// handle gets every batch; the others only count it.
@@ -83,7 +135,7 @@ struct Shared {
     guard: Option<StepGuard>,
 }
 
-impl Shared {
+impl<E: EpochEvaluator> Shared<E> {
     fn fail(&mut self, message: String) {
         if self.epoch_error.is_some() {
             return;
@@ -97,8 +149,7 @@ impl Shared {
     }
 
     fn start_epoch(&mut self) {
-        let n = self.metrics.meta().len();
-        self.metrics.setup(n);
+        self.metrics.start_epoch();
         self.report = None;
         self.epoch_error = None;
         self.leader = None;
@@ -106,7 +157,7 @@ impl Shared {
     }
 }
 
-impl std::fmt::Debug for RetrievalMetrics {
+impl<E: EpochEvaluator + std::fmt::Debug> std::fmt::Debug for RetrievalMetrics<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RetrievalMetrics")
             .field("metrics", &self.lock().metrics)
@@ -137,17 +188,13 @@ impl RetrievalMetrics {
             dataset, config, device,
         )?))
     }
+}
 
-    /// Around configured [`EmbeddingMetrics`] (with a post-processor, a progress hook, …).
-    pub fn from_metrics(metrics: EmbeddingMetrics) -> Self {
-        let categories: std::collections::BTreeSet<&str> = metrics
-            .meta()
-            .categories
-            .iter()
-            .flatten()
-            .map(String::as_str)
-            .collect();
-        let keys = metrics.config().report_keys(categories);
+impl<E: EpochEvaluator> RetrievalMetrics<E> {
+    /// Around configured [`EmbeddingMetrics`] (with a post-processor, a progress hook, …) or
+    /// another [`EpochEvaluator`].
+    pub fn from_metrics(metrics: E) -> Self {
+        let keys = metrics.report_keys();
         Self {
             shared: Arc::new(Mutex::new(Shared {
                 metrics,
@@ -170,13 +217,13 @@ impl RetrievalMetrics {
         self
     }
 
-    fn lock(&self) -> MutexGuard<'_, Shared> {
+    fn lock(&self) -> MutexGuard<'_, Shared<E>> {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The OVERALL value `metric`/`param` (`"cmc"`, `"1"`; `"pcf"`, `"0.5"`), named `cmc@1`.
     /// Fails when the configuration does not compute it.
-    pub fn metric(&self, metric: &str, param: &str) -> Result<RetrievalMetric, MetricError> {
+    pub fn metric(&self, metric: &str, param: &str) -> Result<RetrievalMetric<E>, MetricError> {
         self.category_metric(OVERALL, metric, param)
     }
 
@@ -186,7 +233,7 @@ impl RetrievalMetrics {
         category: &str,
         metric: &str,
         param: &str,
-    ) -> Result<RetrievalMetric, MetricError> {
+    ) -> Result<RetrievalMetric<E>, MetricError> {
         let key = format!("{category}/{metric}/{param}");
         let mut shared = self.lock();
         if !shared.keys.contains(&key) {
@@ -220,7 +267,7 @@ impl RetrievalMetrics {
     }
 
     /// Every OVERALL value the configuration computes, in the report's key order.
-    pub fn all(&self) -> Vec<RetrievalMetric> {
+    pub fn all(&self) -> Vec<RetrievalMetric<E>> {
         let prefix = format!("{OVERALL}/");
         let keys: Vec<String> = self.lock().keys.iter().cloned().collect();
         keys.iter()
@@ -242,9 +289,8 @@ impl RetrievalMetrics {
 }
 
 /// One value of the retrieval report as a Burn numeric metric (see [`RetrievalMetrics`]).
-#[derive(Clone)]
-pub struct RetrievalMetric {
-    shared: Arc<Mutex<Shared>>,
+pub struct RetrievalMetric<E: EpochEvaluator = EmbeddingMetrics> {
+    shared: Arc<Mutex<Shared<E>>>,
     id: usize,
     category: String,
     metric: String,
@@ -254,7 +300,22 @@ pub struct RetrievalMetric {
     value: Option<f64>,
 }
 
-impl std::fmt::Debug for RetrievalMetric {
+impl<E: EpochEvaluator> Clone for RetrievalMetric<E> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            id: self.id,
+            category: self.category.clone(),
+            metric: self.metric.clone(),
+            param: self.param.clone(),
+            name: self.name.clone(),
+            higher_is_better: self.higher_is_better,
+            value: self.value,
+        }
+    }
+}
+
+impl<E: EpochEvaluator> std::fmt::Debug for RetrievalMetric<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RetrievalMetric")
             .field("name", &self.name)
@@ -263,8 +324,8 @@ impl std::fmt::Debug for RetrievalMetric {
     }
 }
 
-impl RetrievalMetric {
-    fn lock(&self) -> MutexGuard<'_, Shared> {
+impl<E: EpochEvaluator> RetrievalMetric<E> {
+    fn lock(&self) -> MutexGuard<'_, Shared<E>> {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -277,7 +338,7 @@ impl RetrievalMetric {
         if shared.report.is_none() {
             let report = match shared.epoch_error.clone() {
                 Some(e) => Err(e),
-                None => shared.metrics.compute().map_err(|e| e.to_string()),
+                None => shared.metrics.evaluate().map_err(|e| e.to_string()),
             };
             match &report {
                 Ok(r) => shared.last = Some(r.clone()),
@@ -293,7 +354,7 @@ impl RetrievalMetric {
         })
     }
 
-    fn add(shared: &mut Shared, item: &EmbeddingOutput) -> Result<(), TensorReadError> {
+    fn add(shared: &mut Shared<E>, item: &EmbeddingOutput) -> Result<(), TensorReadError> {
         let [rows, dim] = item.embeddings.dims();
         let data = item
             .embeddings
@@ -307,14 +368,14 @@ impl RetrievalMetric {
             ));
             return Ok(());
         }
-        if let Err(e) = shared.metrics.update_host(&data, dim, &item.indices) {
+        if let Err(e) = shared.metrics.add_rows(&data, dim, &item.indices) {
             shared.fail(e.to_string());
         }
         Ok(())
     }
 }
 
-impl Metric for RetrievalMetric {
+impl<E: EpochEvaluator> Metric for RetrievalMetric<E> {
     type Input = EmbeddingOutput;
 
     fn name(&self) -> MetricName {
@@ -363,7 +424,7 @@ impl Metric for RetrievalMetric {
     }
 }
 
-impl Numeric for RetrievalMetric {
+impl<E: EpochEvaluator> Numeric for RetrievalMetric<E> {
     /// None between epochs: a retrieval metric has no per-batch value.
     fn value(&self) -> Option<NumericEntry> {
         None

@@ -11,10 +11,8 @@ use oml_datasets::batch::sequential_batches;
 use oml_datasets::images::{ImageItem, ImageQueryGalleryLabeledDataset};
 use oml_datasets::transforms::Pipeline;
 use oml_datasets::visualize::{GridOptions, RetrievalSide, draw_retrieval_grid};
-use oml_interfaces::{
-    BaseDataset, Extractor, LabeledDataset, QueryGalleryDataset, RetrievalResults, RgbImage,
-};
-use oml_metrics::{Evaluation, MetricsConfig, NoGtPrecision, QueryGalleryMeta};
+use oml_interfaces::{Extractor, RetrievalResults, RgbImage};
+use oml_metrics::{Evaluation, MetricsConfig, NoGtPrecision};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{NamedArgs, section};
@@ -214,18 +212,6 @@ impl MetricArgs {
         }
         out
     }
-}
-
-/// Query/gallery metadata of a validation dataset.
-pub fn validation_meta(ds: &ImageQueryGalleryLabeledDataset) -> QueryGalleryMeta {
-    let mut meta = QueryGalleryMeta::new(
-        ds.labels().to_vec(),
-        ds.is_query().to_vec(),
-        ds.is_gallery().to_vec(),
-    );
-    meta.categories = ds.extra_data().categories.clone();
-    meta.sequences = ds.extra_data().sequences.clone();
-    meta
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,7 +8,7 @@
 //! | `extractor_validation_pipeline` | [`validate::validate`] (`oml validate`) |
 //! | `extractor_prediction_pipeline` | [`predict::predict`] (`oml predict`) |
 //! | `ExtractorModule` (`training_step`, `validation_step`) | [`model::MetricLearner`]: Burn's `TrainStep` / `InferenceStep` |
-//! | `MetricValCallback` + `EmbeddingMetrics` | [`validation::RetrievalValidation`] → [`validation::ValidationHub`] |
+//! | `MetricValCallback` + `EmbeddingMetrics` | oml-metrics' `RetrievalMetrics` (the Burn metrics a library user registers) over [`validation::EpochScoring`] |
 //! | `ModelCheckpoint(save_top_k=1)`, resuming | [`checkpoint`]: atomic records every epoch, last + best kept |
 //! | `OPTIMIZERS_REGISTRY`, `SCHEDULERS_REGISTRY` | [`optim`]: what Burn provides, with PyTorch's argument names |
 //! | `freeze_n_epochs` (a no-op in OML 4.0) | frozen backbone in the first epochs ([`oml_interfaces::Freezable`]) |

@@ -17,6 +17,7 @@
 //! only what it does with the rows. `oml eval` starts from embeddings on disk
 //! ([`crate::eval`]).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -36,10 +37,10 @@ use oml_datasets::images::{
 };
 use oml_datasets::transforms::Pipeline as Transforms;
 use oml_interfaces::device::DeviceCount;
-use oml_interfaces::{
-    BaseDataset, BatchSampler, MetricsReport, PipelineLogger, QueryGalleryDataset, RgbImage,
-};
+use oml_interfaces::{BatchSampler, MetricsReport, PipelineLogger, RgbImage};
 use oml_logging::{LoggerConfig, SharedLogger};
+use oml_metrics::QueryGalleryMeta;
+use oml_metrics::learner::RetrievalMetrics;
 use oml_models::ExtractorConfig;
 use oml_sampling::PkDataLoader;
 use serde_json::Value;
@@ -59,7 +60,7 @@ use crate::runner::{
     FitContext, RunFolder, SaveWeights, TrainOptions, finish, fit, load_epoch, load_history, lock,
     log_marks_path, log_report, mark_logs, open_config_run, stop_after, write_json,
 };
-use crate::validation::{Embeddings, OnEpoch, ValidationHub, summary_line};
+use crate::validation::{Embeddings, EpochScoring, OnEpoch, summary_line};
 
 /// Devices of a config: the backend by name (`flag`, else `accelerator`, else the default),
 /// `devices` of them ([`oml_interfaces::device::select_devices`]: distinct GPUs, an error when
@@ -413,16 +414,8 @@ impl Plan {
         c: &Common<'_>,
         validation: &ImageQueryGalleryLabeledDataset,
     ) -> Result<(), TrainError> {
-        let categories: Vec<&str> = match &validation.extra_data().categories {
-            Some(cats) => cats
-                .iter()
-                .zip(validation.is_query())
-                .filter(|(_, q)| **q)
-                .map(|(c, _)| c.as_str())
-                .collect(),
-            None => Vec::new(),
-        };
-        let keys = self.metric_args.to_config().report_keys(categories);
+        let meta = QueryGalleryMeta::from_labeled_dataset(validation);
+        let keys = self.metric_args.to_config().report_keys_for(&meta);
         if keys.contains(c.metric_for_checkpointing) {
             return Ok(());
         }
@@ -468,12 +461,14 @@ pub(crate) type Scored = (MetricsReport, Vec<(String, RgbImage)>);
 pub(crate) type Scorer = Box<dyn FnMut(&Embeddings) -> Result<Scored, TrainError> + Send>;
 
 /// The pipeline's validation: `n` items scored by the model in batches of `batch_size`
-/// (`make` builds a batch from item positions), and what turns the rows into a report.
+/// (`make` builds a batch from item positions), and what turns the rows into a report with
+/// the keys `keys`.
 pub(crate) struct Validation<V> {
     pub n: usize,
     pub batch_size: usize,
     pub make: MakeBatch<V>,
     pub score: Scorer,
+    pub keys: BTreeSet<String>,
 }
 
 /// What [`Session::export`] wrote and reported.
@@ -637,19 +632,13 @@ impl Session {
             let mut score = validation.score;
             let max_epochs = self.max_epochs;
             Box::new(move |epoch: usize, rows: &Embeddings| {
-                let scored = score(rows).map_err(|e| e.to_string())?;
-                recorder
-                    .record(epoch, &format!("epoch {epoch}/{max_epochs}"), &scored)
-                    .map_err(|e| e.to_string())?;
+                let scored = score(rows)?;
+                recorder.record(epoch, &format!("epoch {epoch}/{max_epochs}"), &scored)?;
                 Ok(scored.0)
             })
         };
-        let hub = Arc::new(Mutex::new(ValidationHub::new(
-            validation.n,
-            valid_epoch,
-            on_epoch,
-            self.guard.clone(),
-        )));
+        let scoring = EpochScoring::new(validation.n, validation.keys, valid_epoch, on_epoch);
+        let retrieval = RetrievalMetrics::from_metrics(scoring).with_guard(self.guard.clone());
         let ctx = FitContext {
             run: &self.run,
             max_epochs: self.max_epochs,
@@ -671,7 +660,7 @@ impl Session {
             scheduler,
             train_loader,
             valid_loader,
-            hub,
+            retrieval,
         )
     }
 

@@ -37,9 +37,7 @@ use serde_json::Value;
 use crate::config::{
     ExtractorSection, Mode, NamedArgs, NamedExt, PrepareData, Scheduling, resolve,
 };
-use crate::data::{
-    embed_dataset, extractor_transforms, transforms, validation_meta, worst_query_figures,
-};
+use crate::data::{embed_dataset, extractor_transforms, transforms, worst_query_figures};
 use crate::error::TrainError;
 use crate::extractor::{self, ExtractorConfig};
 use crate::loaders::{MakeBatch, ToTrainBatch};
@@ -723,7 +721,7 @@ pub fn train_postprocessor(
         frozen_embeddings(config, &opts, &sections.extractor, &extraction, &device)?;
     let (emb_train, emb_val) = (Arc::new(emb_train), Arc::new(emb_val));
     let val_ds = Arc::new(extraction.validation);
-    let meta = Arc::new(validation_meta(&val_ds));
+    let meta = Arc::new(QueryGalleryMeta::from_labeled_dataset(val_ds.as_ref()));
     let mconfig = plan.metric_args.to_config();
     let (plain, pairs) = asked_pairs(&emb_val, &meta, &mconfig, top_n, &device)?;
     let figures = (
@@ -777,6 +775,7 @@ pub fn train_postprocessor(
     let validation = Validation {
         n: source.pairs.len(),
         batch_size: sections.reranker.batch_size,
+        keys: mconfig.report_keys_for(&meta),
         score: rerank_scorer(&source, meta, mconfig, figures, top_n, device),
         make: source.batches(),
     };

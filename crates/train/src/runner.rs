@@ -16,6 +16,7 @@ use burn::train::{
 };
 use oml_interfaces::{MetricsReport, PipelineLogger, RgbImage, RunStatus};
 use oml_logging::{LearnerBridge, SharedLogger};
+use oml_metrics::learner::RetrievalMetrics;
 
 use crate::applog::ExperimentLog;
 use crate::checkpoint::{
@@ -27,7 +28,7 @@ use crate::history::History;
 use crate::model::{EmbeddingOutput, EpochStepOutput, StepGuard};
 use crate::progress::{Console, ProgressRenderer};
 use crate::rundir::{RunState, Status, choose_run_dir, write_state};
-use crate::validation::{RetrievalValidation, StepLogs, ValidationHub};
+use crate::validation::{EpochScoring, StepLogs};
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -353,7 +354,7 @@ pub(crate) fn fit<M>(
     scheduler: ModuleLrScheduler,
     train_loader: Arc<dyn DataLoader<<M as TrainStep>::Input>>,
     valid_loader: Arc<dyn DataLoader<<M as InferenceStep>::Input>>,
-    hub: Arc<Mutex<ValidationHub>>,
+    retrieval: RetrievalMetrics<EpochScoring>,
 ) -> Result<usize, TrainError>
 where
     M: LearnerModel + TrainStep<Output = EpochStepOutput> + InferenceStep<Output = EmbeddingOutput>,
@@ -380,6 +381,8 @@ where
             }),
     );
     let (model_records, optim_records, scheduler_records) = store.checkpointers();
+    // Each retrieval value as a plain (not numeric) Burn metric: the renderer shows it, and
+    // the loggers get the report once, under OML's keys, from the pipeline's recorder.
     let mut training = SupervisedTraining::new(&run.path, train_loader, valid_loader)
         .metric_train_numeric(LossMetric::new())
         .metric_train(StepLogs::new(
@@ -387,13 +390,16 @@ where
             &ctx.loss_name,
             ctx.batches_per_epoch,
         ))
-        .metric_valid(RetrievalValidation::new(hub))
         .with_custom_checkpointers(model_records, optim_records, scheduler_records)
         .with_checkpointing_strategy(EveryEpoch)
         .num_epochs(ctx.max_epochs)
         .with_interrupter(ctx.interrupter.clone())
         .renderer(Box::new(ProgressRenderer::new(ctx.console.clone())))
         .with_metric_logger(LearnerBridge::new(ctx.logger.clone()).with_batch_interval(0));
+    training = retrieval
+        .all()
+        .into_iter()
+        .fold(training, |t, m| t.metric_valid(m));
     if let Some(log) = &ctx.experiment_log {
         training =
             training.with_application_logger(Some(log.installer(&run.path.join("experiment.log"))));

@@ -17,7 +17,7 @@ use oml_mining::{Category, CriterionConfig, CriterionModule, Label2Category};
 use oml_sampling::{SamplerConfig, ShuffledBatches};
 
 use crate::config::{NamedExt, TrainConfig};
-use crate::data::{embed_dataset, extractor_transforms, validation_meta, worst_query_figures};
+use crate::data::{embed_dataset, extractor_transforms, worst_query_figures};
 use crate::error::TrainError;
 use crate::extractor::{self, AnyExtractor, ExtractorConfig};
 use crate::loaders::{MakeBatch, ToTrainBatch};
@@ -265,7 +265,7 @@ pub fn train(config: &TrainConfig, opts: TrainOptions) -> Result<TrainOutcome, T
         .with_guard(session.guard.clone());
     let validator = Validator {
         dataset: val_ds.clone(),
-        meta: Arc::new(validation_meta(&val_ds)),
+        meta: Arc::new(QueryGalleryMeta::from_labeled_dataset(val_ds.as_ref())),
         config: plan.metric_args.to_config(),
         visualized: plan.metric_args.visualized(),
         n_worst: config.n_worst_queries.unwrap_or(5),
@@ -299,6 +299,7 @@ pub fn train(config: &TrainConfig, opts: TrainOptions) -> Result<TrainOutcome, T
             let validator = validator.clone();
             Box::new(move |emb: &Embeddings| validator.evaluate(emb))
         },
+        keys: validator.config.report_keys_for(&validator.meta),
     };
     let epochs_run = session.fit(
         model.clone(),

@@ -10,7 +10,7 @@ use burn::prelude::*;
 use oml_datasets::dataframe::{ReadOptions, Split, read_dataframe};
 use oml_datasets::images::{ImageOptions, ImageQueryGalleryLabeledDataset};
 use oml_interfaces::{MetricsReport, RetrievalError, RetrievalPostprocessor};
-use oml_metrics::{EvalHooks, evaluate};
+use oml_metrics::{EvalHooks, QueryGalleryMeta, evaluate};
 use oml_retrieval::{
     AdaptiveThresholding, ConstantThresholding, ModelPairScorer, PairwiseReranker,
 };
@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use crate::checkpoint::write_atomic;
 use crate::config::{NamedArgs, NamedExt, ValidateConfig, resolve};
-use crate::data::{MetricArgs, extractor_transforms, validation_meta, worst_query_figures};
+use crate::data::{MetricArgs, extractor_transforms, worst_query_figures};
 use crate::error::TrainError;
 use crate::pipeline::{Inference, InferenceKeys, check_output_dir, image_options, prepare};
 use crate::progress::Console;
@@ -229,7 +229,7 @@ pub fn validate(
     )?);
     let (emb, embed_seconds) = inference.embed(ds.as_ref(), console)?;
 
-    let meta = validation_meta(&ds);
+    let meta = QueryGalleryMeta::from_labeled_dataset(ds.as_ref());
     let (query_ids, gallery_ids) = (meta.query_ids(), meta.gallery_ids());
     let emb = Arc::new(emb);
     let post = match &config.postprocessor {

@@ -1,22 +1,27 @@
-//! Validation inside the Learner: embeddings accumulated by dataset index over the validation
-//! epoch, then evaluated once (OML's `EmbeddingMetrics` through `MetricValCallback`), and the
-//! per-step training logs.
+//! Validation inside the Learner, and the per-step training logs.
 //!
-//! Burn computes metrics on its event-processor thread at the end of each split; the
-//! [`RetrievalValidation`] metric hands the epoch's embeddings to a shared [`ValidationHub`],
-//! which evaluates them and calls the pipeline's report hook (history, loggers, figures).
+//! The Learner's validation values are oml-metrics' [`RetrievalMetrics`] (the same Burn
+//! metrics a library user registers): rows collected by dataset index over the validation
+//! epoch, evaluated once on Burn's event-processor thread at the end of the split. What is
+//! evaluated is [`EpochScoring`]: the pipeline's scorer (OML's `EmbeddingMetrics`, or the
+//! re-ranked retrieval of a post-processor), which also records the report (history, loggers,
+//! figures, console).
+//!
+//! [`RetrievalMetrics`]: oml_metrics::learner::RetrievalMetrics
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use burn::prelude::*;
 use burn::tensor::TensorReadError;
 use burn::train::metric::{Metric, MetricMetadata, MetricName, SerializedEntry};
 use oml_interfaces::{MetricsReport, PipelineLogger};
-use oml_metrics::{MetricError, RowCollector};
+use oml_metrics::RowCollector;
+use oml_metrics::learner::EpochEvaluator;
 
 use crate::error::TrainError;
-use crate::model::{EmbeddingOutput, EpochStepOutput, StepGuard};
+use crate::model::EpochStepOutput;
 
 /// Embeddings on the host, one row per dataset item.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,69 +87,61 @@ impl Embeddings {
     }
 }
 
-/// Evaluates the validation embeddings of an epoch and does what the pipeline does with the
-/// report (history, loggers, figures, console).
-pub type OnEpoch = Box<dyn FnMut(usize, &Embeddings) -> Result<MetricsReport, String> + Send>;
+/// Scores the rows of an epoch and does what the pipeline does with the report (history,
+/// loggers, figures, console).
+pub type OnEpoch = Box<dyn FnMut(usize, &Embeddings) -> Result<MetricsReport, TrainError> + Send>;
 
-/// The state shared by the validation metric: the embeddings of the current epoch and what to
-/// do with them.
-pub struct ValidationHub {
-    acc: RowCollector,
+/// The pipelines' validation as the [`EpochEvaluator`] behind oml-metrics'
+/// [`RetrievalMetrics`](oml_metrics::learner::RetrievalMetrics): the rows the model produced for
+/// every validation item (embeddings, or a re-ranker's pair scores), handed to [`OnEpoch`]
+/// with the epoch being validated.
+pub struct EpochScoring {
+    rows: RowCollector,
+    keys: BTreeSet<String>,
     epoch: Arc<AtomicUsize>,
     on_epoch: OnEpoch,
-    guard: StepGuard,
-    last: Option<(usize, MetricsReport)>,
 }
 
-impl ValidationHub {
-    /// A hub for `n` validation items; `epoch` says which epoch is being validated.
-    pub fn new(n: usize, epoch: Arc<AtomicUsize>, on_epoch: OnEpoch, guard: StepGuard) -> Self {
+impl EpochScoring {
+    /// `n` rows per epoch, reported under `keys`; `epoch` says which epoch is being validated.
+    pub fn new(
+        n: usize,
+        keys: BTreeSet<String>,
+        epoch: Arc<AtomicUsize>,
+        on_epoch: OnEpoch,
+    ) -> Self {
         Self {
-            acc: RowCollector::new(n),
+            rows: RowCollector::new(n),
+            keys,
             epoch,
             on_epoch,
-            guard,
-            last: None,
         }
     }
+}
 
-    /// The latest `(epoch, report)`.
-    pub fn last(&self) -> Option<&(usize, MetricsReport)> {
-        self.last.as_ref()
+impl EpochEvaluator for EpochScoring {
+    type Error = TrainError;
+
+    fn report_keys(&self) -> BTreeSet<String> {
+        self.keys.clone()
     }
 
-    fn add(&mut self, batch: &Embeddings, indices: &[usize]) {
-        if let Err(e) = self.acc.add(&batch.data, batch.dim, indices) {
-            self.guard.fail(format!("validation: {e}"));
-        }
+    fn start_epoch(&mut self) {
+        let n = self.rows.expected();
+        self.rows.reset(n);
     }
 
-    /// Evaluates the epoch's embeddings (if any) and returns a one-line summary.
-    fn compute(&mut self) -> Option<String> {
-        if self.acc.is_empty() {
-            return None;
-        }
+    fn add_rows(&mut self, rows: &[f32], dim: usize, indices: &[usize]) -> Result<(), TrainError> {
+        Ok(self.rows.add(rows, dim, indices)?)
+    }
+
+    fn evaluate(&mut self) -> Result<MetricsReport, TrainError> {
         let epoch = self.epoch.load(Ordering::SeqCst);
-        let n = self.acc.expected();
-        let result = match self.acc.take() {
-            Ok((data, dim)) => (self.on_epoch)(epoch, &Embeddings { rows: n, dim, data }),
-            Err(MetricError::Incomplete { seen, expected }) => Err(format!(
-                "incomplete validation: {seen} of {expected} items were embedded"
-            )),
-            Err(e) => Err(e.to_string()),
-        };
-        self.acc.reset(n);
-        match result {
-            Ok(report) => {
-                let summary = summary_line(&report);
-                self.last = Some((epoch, report));
-                Some(summary)
-            }
-            Err(e) => {
-                self.guard.fail(format!("validation of epoch {epoch}: {e}"));
-                None
-            }
-        }
+        let n = self.rows.expected();
+        let on_epoch = &mut self.on_epoch;
+        let rows = self.rows.take().map_err(TrainError::from);
+        rows.and_then(|(data, dim)| on_epoch(epoch, &Embeddings { rows: n, dim, data }))
+            .map_err(|e| TrainError::Training(format!("validation of epoch {epoch}: {e}")))
     }
 }
 
@@ -156,54 +153,6 @@ pub fn summary_line(report: &MetricsReport) -> String {
         .filter_map(|(k, v)| k.strip_prefix("OVERALL/").map(|k| format!("{k} {v:.4}")))
         .collect::<Vec<_>>()
         .join("  ")
-}
-
-/// Burn metric feeding the validation embeddings to a [`ValidationHub`].
-#[derive(Clone)]
-pub struct RetrievalValidation {
-    hub: Arc<Mutex<ValidationHub>>,
-    name: MetricName,
-}
-
-impl RetrievalValidation {
-    /// A metric over `hub`.
-    pub fn new(hub: Arc<Mutex<ValidationHub>>) -> Self {
-        Self {
-            hub,
-            name: Arc::new("retrieval".to_string()),
-        }
-    }
-
-    fn hub(&self) -> std::sync::MutexGuard<'_, ValidationHub> {
-        self.hub.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl Metric for RetrievalValidation {
-    type Input = EmbeddingOutput;
-
-    fn name(&self) -> MetricName {
-        self.name.clone()
-    }
-
-    fn update(
-        &mut self,
-        item: &EmbeddingOutput,
-        _m: &MetricMetadata,
-    ) -> Result<SerializedEntry, TensorReadError> {
-        let batch = Embeddings::from_tensor(item.embeddings.clone())?;
-        self.hub().add(&batch, &item.indices);
-        Ok(SerializedEntry::not_available(None))
-    }
-
-    fn compute(&mut self) -> Result<SerializedEntry, TensorReadError> {
-        Ok(match self.hub().compute() {
-            Some(line) => SerializedEntry::new(line.clone(), line),
-            None => SerializedEntry::not_available(None),
-        })
-    }
-
-    fn clear(&mut self) {}
 }
 
 /// Burn metric logging each training step (loss, criterion logs, learning rate) to a pipeline
@@ -278,6 +227,12 @@ impl<L: PipelineLogger + Clone + Send + Sync> Metric for StepLogs<L> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::model::{EmbeddingOutput, StepGuard};
+    use burn::train::metric::Numeric;
+    use oml_metrics::learner::RetrievalMetrics;
+    use std::sync::{Mutex, PoisonError};
+
     #[test]
     fn non_finite_embeddings_blame_the_weights() {
         let ok = Embeddings {
@@ -298,87 +253,127 @@ mod tests {
         );
     }
 
-    use super::*;
-
-    fn emb(rows: &[[f32; 2]]) -> Embeddings {
-        Embeddings {
-            rows: rows.len(),
-            dim: 2,
-            data: rows.iter().flatten().copied().collect(),
+    /// One validation epoch as Burn's event processor runs it: every batch to every handle,
+    /// then compute and clear.
+    fn run_epoch(
+        handles: &mut [oml_metrics::learner::RetrievalMetric<EpochScoring>],
+        batches: &[(Vec<[f32; 2]>, Vec<usize>)],
+    ) -> Vec<f64> {
+        let device = oml_interfaces::device::test_device();
+        let meta = MetricMetadata {
+            progress: burn::data::dataloader::Progress {
+                items_processed: 0,
+                items_total: batches.len(),
+                unit: None,
+            },
+            iteration: None,
+            lr: None,
+        };
+        for (rows, indices) in batches {
+            let item = EmbeddingOutput {
+                embeddings: Tensor::from_data(
+                    TensorData::new(rows.concat(), [rows.len(), 2]),
+                    &device,
+                ),
+                indices: indices.clone(),
+            };
+            for h in handles.iter_mut() {
+                h.update(&item, &meta).unwrap();
+            }
         }
-    }
-
-    #[test]
-    fn hub_evaluates_once_per_epoch_and_reports_the_epoch() {
-        let epoch = Arc::new(AtomicUsize::new(4));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let seen2 = seen.clone();
-        let on_epoch: OnEpoch = Box::new(move |ep, e: &Embeddings| {
-            let mut r = MetricsReport::default();
-            r.insert(
-                "OVERALL",
-                "sum",
-                "1",
-                e.data.iter().map(|x| *x as f64).sum(),
-            );
-            seen2
-                .lock()
-                .unwrap()
-                .push((ep, r.get("OVERALL", "sum", "1")));
-            Ok(r)
-        });
-        let mut hub = ValidationHub::new(2, epoch, on_epoch, StepGuard::default());
-        assert_eq!(hub.compute(), None);
-        hub.add(&emb(&[[1.0, 2.0], [3.0, 4.0]]), &[0, 1]);
-        assert_eq!(hub.compute().unwrap(), "sum/1 10.0000");
-        assert_eq!(*seen.lock().unwrap(), vec![(4, Some(10.0))]);
-        assert_eq!(hub.compute(), None); // cleared
-    }
-
-    #[test]
-    fn hub_places_rows_by_index_keeps_first_duplicate_and_reports_bad_batches() {
-        let guard = StepGuard::default();
-        let got = Arc::new(Mutex::new(None));
-        let got2 = got.clone();
-        let on_epoch: OnEpoch = Box::new(move |_, e: &Embeddings| {
-            *got2.lock().unwrap() = Some(e.clone());
-            Ok(MetricsReport::default())
-        });
-        let mut hub = ValidationHub::new(3, Arc::default(), on_epoch, guard.clone());
-        hub.add(&emb(&[[2.0, 2.0], [0.0, 0.0]]), &[2, 0]);
-        hub.add(&emb(&[[9.0, 9.0], [1.0, 1.0]]), &[0, 1]);
-        assert_eq!(guard.error(), None);
-        assert_eq!(hub.compute().as_deref(), Some(""));
-        assert_eq!(
-            *got.lock().unwrap(),
-            Some(Embeddings {
-                rows: 3,
-                dim: 2,
-                data: vec![0.0, 0.0, 1.0, 1.0, 2.0, 2.0]
+        handles
+            .iter_mut()
+            .map(|h| {
+                h.compute().unwrap();
+                let v = h.final_value().current();
+                h.clear();
+                v
             })
-        );
-        hub.add(&emb(&[[1.0, 1.0]]), &[3]);
-        assert!(
-            guard
-                .error()
-                .unwrap()
-                .contains("validation: index 3 is outside 0..3"),
-            "{:?}",
-            guard.error()
-        );
+            .collect()
     }
 
+    /// The scorer sees the epoch being validated and the rows placed by index (the first of a
+    /// repeated index kept), once per epoch whatever the number of handles; each handle reads
+    /// its value from the scorer's report.
     #[test]
-    fn incomplete_validation_fails_the_guard() {
+    fn epoch_scoring_hands_the_epochs_rows_to_the_scorer_once() {
+        let epoch = Arc::new(AtomicUsize::new(4));
+        let seen: Arc<Mutex<Vec<(usize, Embeddings)>>> = Arc::default();
+        let on_epoch: OnEpoch = {
+            let seen = seen.clone();
+            Box::new(move |ep, e: &Embeddings| {
+                seen.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((ep, e.clone()));
+                let mut r = MetricsReport::default();
+                r.insert(
+                    "OVERALL",
+                    "sum",
+                    "1",
+                    e.data.iter().map(|x| *x as f64).sum(),
+                );
+                r.insert("OVERALL", "first", "1", e.data[0] as f64);
+                Ok(r)
+            })
+        };
+        let keys = ["OVERALL/first/1", "OVERALL/sum/1"]
+            .map(String::from)
+            .into();
+        let scoring = EpochScoring::new(3, keys, epoch.clone(), on_epoch);
+        let group = RetrievalMetrics::from_metrics(scoring);
+        let mut handles = group.all();
+        let batches = [
+            (vec![[2.0, 2.0], [0.0, 0.5]], vec![2, 0]),
+            (vec![[9.0, 9.0], [1.0, 1.0]], vec![0, 1]),
+        ];
+        assert_eq!(run_epoch(&mut handles, &batches), [0.0, 6.5]);
+        epoch.store(5, Ordering::SeqCst);
+        assert_eq!(run_epoch(&mut handles, &batches), [0.0, 6.5]);
+        let seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let want = Embeddings {
+            rows: 3,
+            dim: 2,
+            data: vec![0.0, 0.5, 1.0, 1.0, 2.0, 2.0],
+        };
+        assert_eq!(*seen, [(4, want.clone()), (5, want)]);
+        assert_eq!(group.last_error(), None);
+    }
+
+    /// An epoch that missed items, or a batch outside the dataset, fails the run's guard (and
+    /// the scorer never runs); the next complete epoch is scored again.
+    #[test]
+    fn a_bad_validation_epoch_fails_the_guard() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let on_epoch: OnEpoch = {
+            let calls = calls.clone();
+            Box::new(move |_, _: &Embeddings| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok(MetricsReport::default())
+            })
+        };
+        let keys = ["OVERALL/x/1".to_string()].into();
         let guard = StepGuard::default();
-        let on_epoch: OnEpoch = Box::new(|_, _: &Embeddings| Ok(MetricsReport::default()));
-        let mut hub = ValidationHub::new(3, Arc::default(), on_epoch, guard.clone());
-        hub.add(&emb(&[[1.0, 2.0]]), &[0]);
-        assert_eq!(hub.compute(), None);
+        let group = RetrievalMetrics::from_metrics(EpochScoring::new(
+            3,
+            keys,
+            Arc::new(AtomicUsize::new(2)),
+            on_epoch,
+        ))
+        .with_guard(guard.clone());
+        let mut handles = group.all();
+        let v = run_epoch(&mut handles, &[(vec![[1.0, 2.0]], vec![0])]);
+        assert!(v[0].is_nan());
+        let e = guard.error().unwrap_or_default();
         assert!(
-            guard.error().unwrap().contains("1 of 3"),
-            "{:?}",
-            guard.error()
+            e.contains("validation of epoch 2") && e.contains("1 of 3"),
+            "{e}"
         );
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        run_epoch(&mut handles, &[(vec![[1.0, 1.0]], vec![3])]);
+        let e = group.last_error().unwrap_or_default();
+        assert!(e.contains("index 3 is outside 0..3"), "{e}");
+        let whole = [(vec![[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]], vec![0, 1, 2])];
+        run_epoch(&mut handles, &whole);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }

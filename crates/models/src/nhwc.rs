@@ -4,9 +4,9 @@
 //! `(b, oy, ox)` of `A` holds the input values under the kernel at that output position,
 //! ordered `(ki, kj, c)`. In NHWC the `kw·C` values of one kernel row are adjacent in memory,
 //! so [`oml_interfaces::cpu::gemm_rows`] gathers `A`'s rows straight from the input, one
-//! bounded block at a time (the whole im2col matrix is never written), and the output comes
+//! cache-sized tile per task (the whole im2col matrix is never written), and the output comes
 //! out in NHWC, ready for the next layer, with the folded BatchNorm's shift, the residual and
-//! the ReLU applied per finished block while it is in cache.
+//! the ReLU applied per finished tile while it is in cache.
 
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, PaddingConfig2d};

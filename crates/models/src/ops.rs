@@ -859,6 +859,27 @@ mod tests {
         assert_close(&values(got), &want, "507 rows");
     }
 
+    /// Enough rows for `gemm_rows`' tiled path (9 tiles of 910 rows on two threads, the last one
+    /// short): each tile gathers, multiplies and adds the residual at its own offset.
+    #[test]
+    fn host_conv_over_many_tiles_matches_burns_layers() {
+        use burn::nn::conv::Conv2dConfig;
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build();
+        pool.expect("a rayon pool of two threads").install(|| {
+            let device = test_device();
+            let normal = burn::tensor::Distribution::Normal(0.0, 1.0);
+            let conv = Conv2dConfig::new([16, 6], [3, 3])
+                .with_padding(burn::nn::PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(&device);
+            let x = Tensor::<4>::random([2, 16, 60, 61], normal, &device);
+            let y = conv.forward(x.clone());
+            let r = Tensor::<4>::random(y.dims(), normal, &device);
+            let want = values(activation::relu(y + r.clone()));
+            let got = conv2d_bn_add(&conv, None, Some(r), true, x);
+            assert_close(&values(got), &want, "7320 rows in tiles");
+        });
+    }
+
     #[test]
     fn interpolation_rows_are_partitions_of_unity() {
         // Each output pixel is a weighted average: the weights of a row sum to 1.

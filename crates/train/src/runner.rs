@@ -381,8 +381,6 @@ where
             }),
     );
     let (model_records, optim_records, scheduler_records) = store.checkpointers();
-    // Each retrieval value as a plain (not numeric) Burn metric: the renderer shows it, and
-    // the loggers get the report once, under OML's keys, from the pipeline's recorder.
     let mut training = SupervisedTraining::new(&run.path, train_loader, valid_loader)
         .metric_train_numeric(LossMetric::new())
         .metric_train(StepLogs::new(
@@ -396,6 +394,8 @@ where
         .with_interrupter(ctx.interrupter.clone())
         .renderer(Box::new(ProgressRenderer::new(ctx.console.clone())))
         .with_metric_logger(LearnerBridge::new(ctx.logger.clone()).with_batch_interval(0));
+    // Each retrieval value as a plain (not numeric) Burn metric: the renderer shows it, and
+    // the loggers get the report once, under OML's keys, from the pipeline's recorder.
     training = retrieval
         .all()
         .into_iter()

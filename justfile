@@ -37,5 +37,10 @@ doc:
 bench *ARGS:
     cargo run -p oml-bench -- {{ARGS}}
 
+# Pack and build every published crate alone, as crates.io would hand it to a user (CI packs
+# them without this verifying build; see docs/library.md).
+package:
+    cargo package --workspace --exclude oml-bench --exclude oml-examples --exclude oml-tests
+
 ci:
     bash .ci/run

@@ -193,6 +193,22 @@ pub fn find_prefix(keys: &[String], trial_key: &str) -> Result<String, String> {
     ))
 }
 
+/// Whether `path` is a TorchScript archive: a zip whose folder holds the modules' compiled
+/// source (`<name>/code/…`) beside the pickled data, where `torch.save` writes only `data.pkl`
+/// and the tensors.
+fn is_torchscript(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let Ok(archive) = zip::ZipArchive::new(std::io::BufReader::new(file)) else {
+        return false;
+    };
+    archive
+        .file_names()
+        .flatten()
+        .any(|name| name.split('/').nth(1) == Some("code"))
+}
+
 /// Loads a PyTorch checkpoint into `module` following OML's key processing (module docs).
 pub fn load_pytorch<M>(
     mut module: M,
@@ -209,9 +225,7 @@ where
     let all: Vec<PackTensor> = store
         .get_all_tensors()
         .map_err(|e| {
-            let e = e.to_string();
-            // TorchScript archives pickle the modules themselves (`__torch__.*` classes).
-            if e.contains("__torch__.") {
+            if is_torchscript(path) {
                 let file = path.display();
                 checkpoint_error(
                     path,

@@ -64,7 +64,12 @@ use oml_interfaces::{BasicMetric, MetricError, MetricsReport, OVERALL};
 use crate::{EmbeddingMetrics, MetricsConfig, QueryGalleryMeta};
 
 /// What [`RetrievalMetrics`] evaluates once per epoch: host rows placed by dataset index, then
-/// a report. [`EmbeddingMetrics`] is the usual one.
+/// a report. [`EmbeddingMetrics`] is the usual one; [`drive_epoch`] tests another without a
+/// `Learner`.
+///
+/// Not [`BasicMetric`], whose shape it shares: the rows arrive on the host (read from the
+/// device once for every registered value), the report's keys are known before the first
+/// epoch (to hand out one Burn metric per value), and the error is the evaluator's own.
 pub trait EpochEvaluator: Send + 'static {
     /// Why an epoch could not be evaluated.
     type Error: std::fmt::Display;
@@ -439,50 +444,62 @@ impl<E: EpochEvaluator> Numeric for RetrievalMetric<E> {
     }
 }
 
+/// One validation epoch fed to `handles` as Burn's event processor feeds it: every batch to
+/// every handle in order, then `compute` and `clear` on each; returns each handle's value (NaN
+/// for a failed evaluation). For testing an [`EpochEvaluator`] without a `Learner`.
+pub fn drive_epoch<E: EpochEvaluator>(
+    handles: &mut [RetrievalMetric<E>],
+    batches: &[EmbeddingOutput],
+) -> Result<Vec<f64>, TensorReadError> {
+    let meta = MetricMetadata {
+        progress: burn::data::dataloader::Progress {
+            items_processed: 0,
+            items_total: batches.len(),
+            unit: None,
+        },
+        iteration: None,
+        lr: None,
+    };
+    for batch in batches {
+        for h in handles.iter_mut() {
+            h.update(batch, &meta)?;
+        }
+    }
+    handles
+        .iter_mut()
+        .map(|h| {
+            h.compute()?;
+            let v = h.final_value().current();
+            h.clear();
+            Ok(v)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{EvalHooks, evaluate};
     use oml_interfaces::device::test_device;
 
-    /// Drives the handles as Burn's event processor does: each batch to every handle in
-    /// registration order, then compute + clear per handle.
+    /// One epoch of `(rows, indices)` batches of width `dim` through [`drive_epoch`].
     fn epoch(
         handles: &mut [RetrievalMetric],
         batches: &[(Vec<f32>, Vec<usize>)],
         dim: usize,
     ) -> Vec<f64> {
         let device = test_device();
-        let meta = MetricMetadata {
-            progress: burn::data::dataloader::Progress {
-                items_processed: 0,
-                items_total: batches.len(),
-                unit: None,
-            },
-            iteration: None,
-            lr: None,
-        };
-        for (rows, indices) in batches {
-            let item = EmbeddingOutput {
+        let batches: Vec<EmbeddingOutput> = batches
+            .iter()
+            .map(|(rows, indices)| EmbeddingOutput {
                 embeddings: Tensor::from_data(
                     TensorData::new(rows.clone(), [indices.len(), dim]),
                     &device,
                 ),
                 indices: indices.clone(),
-            };
-            for h in handles.iter_mut() {
-                h.update(&item, &meta).unwrap();
-            }
-        }
-        handles
-            .iter_mut()
-            .map(|h| {
-                h.compute().unwrap();
-                let v = h.final_value().current();
-                h.clear();
-                v
             })
-            .collect()
+            .collect();
+        drive_epoch(handles, &batches).unwrap()
     }
 
     fn data(n: usize, dim: usize, seed: usize) -> Vec<f32> {

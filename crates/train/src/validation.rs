@@ -229,8 +229,7 @@ impl<L: PipelineLogger + Clone + Send + Sync> Metric for StepLogs<L> {
 mod tests {
     use super::*;
     use crate::model::{EmbeddingOutput, StepGuard};
-    use burn::train::metric::Numeric;
-    use oml_metrics::learner::RetrievalMetrics;
+    use oml_metrics::learner::{RetrievalMetric, RetrievalMetrics, drive_epoch};
     use std::sync::{Mutex, PoisonError};
 
     #[test]
@@ -253,43 +252,23 @@ mod tests {
         );
     }
 
-    /// One validation epoch as Burn's event processor runs it: every batch to every handle,
-    /// then compute and clear.
+    /// One validation epoch of `(rows, indices)` batches through oml-metrics' `drive_epoch`.
     fn run_epoch(
-        handles: &mut [oml_metrics::learner::RetrievalMetric<EpochScoring>],
+        handles: &mut [RetrievalMetric<EpochScoring>],
         batches: &[(Vec<[f32; 2]>, Vec<usize>)],
     ) -> Vec<f64> {
         let device = oml_interfaces::device::test_device();
-        let meta = MetricMetadata {
-            progress: burn::data::dataloader::Progress {
-                items_processed: 0,
-                items_total: batches.len(),
-                unit: None,
-            },
-            iteration: None,
-            lr: None,
-        };
-        for (rows, indices) in batches {
-            let item = EmbeddingOutput {
+        let batches: Vec<EmbeddingOutput> = batches
+            .iter()
+            .map(|(rows, indices)| EmbeddingOutput {
                 embeddings: Tensor::from_data(
                     TensorData::new(rows.concat(), [rows.len(), 2]),
                     &device,
                 ),
                 indices: indices.clone(),
-            };
-            for h in handles.iter_mut() {
-                h.update(&item, &meta).unwrap();
-            }
-        }
-        handles
-            .iter_mut()
-            .map(|h| {
-                h.compute().unwrap();
-                let v = h.final_value().current();
-                h.clear();
-                v
             })
-            .collect()
+            .collect();
+        drive_epoch(handles, &batches).unwrap()
     }
 
     /// The scorer sees the epoch being validated and the rows placed by index (the first of a

@@ -660,9 +660,9 @@ mod tests {
     }
 
     fn gemm_rows_cases() {
-        // (2100, 2100, 3) spans two blocks (m·k > BLOCK_VALUES); (1100, 1200, 6), gathered,
-        // takes the tiled path (9 tiles of 128 rows, the last one short); the others, gathered,
-        // too few tiles for it.
+        // Read in place, (2100, 2100, 3) spans two blocks (m·k > BLOCK_VALUES). Gathered,
+        // (2100, 2100, 3) and (1100, 1200, 6) take the tiled path (17 and 9 tiles of 128 rows,
+        // the last one short); the others have too few tiles for it and take the block path.
         assert_eq!(tile_rows(1100, 1200, 2), Some(128));
         assert_eq!(tile_rows(130, 300, 2), None);
         assert_eq!(tile_rows(2100, 2100, 2), Some(128));
